@@ -1,0 +1,80 @@
+/**
+ * The sockets directory and the per-client directories in it.
+ *
+ * `<runtime>/sockets` is 0771: users may enter it but not list it. Each client
+ * gets a fresh directory with a non-guessable name, mode 3777 (setgid, sticky,
+ * world-writable) so that the user's sshd can place the forwarded socket there
+ * and the socket's group becomes the gateway's; once the client sends its
+ * config the directory is locked to 0770 before the socket is examined.
+ *
+ * @module
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+import { ConductorError, isErrno } from "../lib/errors.ts";
+
+/** Name of the socket a client places in its directory. */
+export const SOCKET_NAME = "socket";
+
+const SOCKETS_DIR_MODE = 0o771;
+const CLIENT_DIR_OPEN_MODE = 0o3777;
+const CLIENT_DIR_LOCKED_MODE = 0o770;
+
+/**
+ * Creates (if needed) `<runtimeDir>/sockets` with mode 0771 and checks that it belongs to this process's user.
+ * Returns its path.
+ */
+export async function prepareSocketsDir(runtimeDir: string): Promise<string> {
+  await fs.mkdir(runtimeDir, { recursive: true, mode: 0o755 });
+  const dir = join(runtimeDir, "sockets");
+  await fs.mkdir(dir, { mode: SOCKETS_DIR_MODE }).catch((err) => { if (!isErrno(err, "EEXIST")) throw err; });
+  const st = await fs.lstat(dir);
+  const uid = process.geteuid?.() ?? st.uid;
+  if (!st.isDirectory() || st.uid !== uid) {
+    throw new ConductorError("CONDUCTOR_ERR_RUNTIME_DIR",
+      `Cannot use ${dir}: it must be a directory owned by uid ${uid} (the gateway's user), not ${st.isDirectory() ? "uid " + st.uid : "a " + kindOf(st)}; remove it and start again`);
+  }
+  await fs.chmod(dir, SOCKETS_DIR_MODE);
+  return dir;
+}
+
+/** Creates a fresh client directory under `socketsDir`, open for the client to place its socket (mode 3777). */
+export async function createClientDir(socketsDir: string): Promise<string> {
+  const dir = join(socketsDir, randomBytes(16).toString("hex"));
+  await fs.mkdir(dir, { mode: 0o700 });
+  await fs.chmod(dir, CLIENT_DIR_OPEN_MODE);
+  return dir;
+}
+
+/** Locks a client directory (0770): from now on only the gateway's user and group may change or enter it. */
+export async function lockClientDir(dir: string): Promise<void> {
+  await fs.chmod(dir, CLIENT_DIR_LOCKED_MODE);
+}
+
+/** Removes a client directory and the socket in it; a missing directory is fine. */
+export async function removeClientDir(dir: string): Promise<void> {
+  await fs.rm(dir, { recursive: true, force: true });
+}
+
+/** Removes every entry of `socketsDir` whose path is not in `keep`; returns the paths removed. */
+export async function sweepClientDirs(socketsDir: string, keep: ReadonlySet<string>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await fs.readdir(socketsDir)) {
+    const path = join(socketsDir, name);
+    if (keep.has(path)) continue;
+    await fs.rm(path, { recursive: true, force: true });
+    removed.push(path);
+  }
+  return removed;
+}
+
+/** A word for a file's type, for messages. */
+export function kindOf(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isFile(): boolean }): string {
+  if (st.isSymbolicLink()) return "symbolic link";
+  if (st.isDirectory()) return "directory";
+  if (st.isFIFO()) return "FIFO";
+  if (st.isSocket()) return "socket";
+  if (st.isFile()) return "regular file";
+  return "special file";
+}

@@ -1,0 +1,128 @@
+/**
+ * The command line of conductor-server, compatible with the original's:
+ * `-p/--port`, `-s/--sock`, `-r/--runtime-dir`, `-d/--domain`,
+ * `--ssl-cert-file`, `--ssl-key-file`, `--ssl-allowed-clients`, `-v/--verbose`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { ConductorError, messageOf } from "../lib/errors.ts";
+import { parseDomainPattern } from "./domains.ts";
+import type { GatewayOptions } from "./service.ts";
+
+/** The default runtime directory, as the original's. */
+export const DEFAULT_RUNTIME_DIR = "/var/run/conductor";
+/** The default TCP port, as the original's. */
+export const DEFAULT_PORT = 8888;
+
+/** `conductor-server --help`. */
+export const SERVER_HELP = `Usage: conductor-server [options]
+
+Publish web apps that conductor clients forward from compute nodes over SSH
+as http(s)://{key}-{user}.DOMAIN/, with cookie authorization.
+
+Front end:
+  -p, --port PORT              TCP port of the front end (default ${DEFAULT_PORT}; 0 picks a free one)
+  -b, --bind ADDRESS           address to bind the port to (default: every address)
+  -s, --sock PATH              listen on a UNIX socket (mode 0660) instead of a port,
+                               for a reverse proxy in front
+  -d, --domain PATTERN         publish routes under PATTERN, which holds {key} and
+                               {user} once each, e.g. '{key}-{user}.example.org';
+                               repeatable (default '{key}-{user}.localhost:PORT')
+      --ssl-cert-file FILE     serve HTTPS with this PEM certificate chain
+      --ssl-key-file FILE      and this PEM private key
+      --ssl-allowed-clients FILE
+                               only clients presenting a certificate issued by (or
+                               equal to) one in this PEM file may connect; others
+                               fail the TLS handshake
+      --trust-forwarded        keep X-Forwarded-For/-Proto/-Host from requests (a
+                               reverse proxy sets them); the default with --sock
+
+Control socket and limits:
+  -r, --runtime-dir DIR        holds the control socket DIR/client and the client
+                               directories DIR/sockets (default ${DEFAULT_RUNTIME_DIR})
+      --max-routes-per-user N  routes one user may hold at once (default 64)
+
+Other:
+  -v, --verbose                debug logs (JSON lines on stderr)
+  -V, --version                print the version and exit
+  -h, --help                   print this help and exit
+
+Signals: SIGHUP reloads the TLS files; SIGTERM and SIGINT stop the server.
+See conductor-server(8) and conductor(7).
+`;
+
+/** What the command line asks for. */
+export type ServerCommand =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "run"; options: GatewayOptions; verbose: boolean };
+
+/** Parses conductor-server's arguments; throws `CONDUCTOR_ERR_USAGE` with the reason. */
+export function parseServerArgs(argv: string[]): ServerCommand {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        port: { type: "string", short: "p" },
+        bind: { type: "string", short: "b" },
+        sock: { type: "string", short: "s" },
+        "runtime-dir": { type: "string", short: "r" },
+        domain: { type: "string", short: "d", multiple: true },
+        "ssl-cert-file": { type: "string" },
+        "ssl-key-file": { type: "string" },
+        "ssl-allowed-clients": { type: "string" },
+        "trust-forwarded": { type: "boolean" },
+        "max-routes-per-user": { type: "string" },
+        verbose: { type: "boolean", short: "v" },
+        version: { type: "boolean", short: "V" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (err) {
+    throw usage(messageOf(err));
+  }
+  if (values.help) return { kind: "help" };
+  if (values.version) return { kind: "version" };
+  for (const pattern of values.domain ?? []) {
+    try {
+      parseDomainPattern(pattern);
+    } catch (err) {
+      throw usage(messageOf(err));
+    }
+  }
+  const port = values.port === undefined ? DEFAULT_PORT : integer(values.port, "--port", 0, 65535);
+  const cert = values["ssl-cert-file"];
+  const key = values["ssl-key-file"];
+  const allowed = values["ssl-allowed-clients"];
+  if ((cert === undefined) !== (key === undefined)) throw usage("--ssl-cert-file and --ssl-key-file go together");
+  if (allowed !== undefined && cert === undefined) throw usage("--ssl-allowed-clients needs --ssl-cert-file and --ssl-key-file");
+  return {
+    kind: "run",
+    verbose: values.verbose ?? false,
+    options: {
+      port,
+      bind: values.bind,
+      sock: values.sock,
+      runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR,
+      domains: values.domain ?? [],
+      tls: cert === undefined || key === undefined ? undefined : { certFile: cert, keyFile: key, allowedClientsFile: allowed },
+      trustForwarded: values["trust-forwarded"] ?? values.sock !== undefined,
+      maxRoutesPerUser: values["max-routes-per-user"] === undefined ? undefined : integer(values["max-routes-per-user"], "--max-routes-per-user", 1, 1_000_000),
+    },
+  };
+}
+
+function integer(text: string, option: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw usage(`${option} takes a whole number from ${min} to ${max}, not '${text}'`);
+  }
+  return Number(text);
+}
+
+function usage(reason: string): ConductorError {
+  return new ConductorError("CONDUCTOR_ERR_USAGE", `${reason}\nTry 'conductor-server --help'.`);
+}

@@ -1,0 +1,131 @@
+/**
+ * The route table: which app socket serves which host name, and whose it is.
+ *
+ * Every route is indexed under each host name its key and user render to (one
+ * per domain pattern), so a request's Host is found with one map lookup however
+ * many routes exist, and under `user` + `key` for registration.
+ *
+ * @module
+ */
+import { ConductorError } from "../lib/errors.ts";
+import type { DomainPattern } from "./domains.ts";
+import type { RoutePool } from "./pool.ts";
+
+/** One published app. */
+export interface Route {
+  /** Route key, lowercase (the `{key}` of the patterns). */
+  readonly key: string;
+  /** Owner's user name, lowercase (the `{user}` of the patterns). */
+  readonly user: string;
+  /** Owner's uid, from the socket file. */
+  readonly uid: number;
+  /** The forwarded app socket. */
+  readonly socketPath: string;
+  /** The client directory holding the socket. */
+  readonly directory: string;
+  /** blake2b-512 of the token, raw 64 bytes. */
+  readonly authHash: Buffer;
+  /** Host names, one per domain pattern, in pattern order. */
+  readonly hosts: readonly string[];
+  /** Creation time, ms since the epoch. */
+  readonly created: number;
+  /** Keep-alive connections to the app socket. */
+  readonly pool: RoutePool;
+  /** Ends the registration that holds this route (closes its control connection). */
+  readonly release: (reason: string) => void;
+}
+
+/** The set of routes, indexed by host name and by user and key. */
+export class RouteTable {
+  #patterns: readonly DomainPattern[];
+  #byHost = new Map<string, Route>();
+  #byUserKey = new Map<string, Route>();
+  #perUser = new Map<string, number>();
+
+  constructor(patterns: readonly DomainPattern[]) {
+    this.#patterns = patterns;
+  }
+
+  /** The domain patterns routes are published under. */
+  get patterns(): readonly DomainPattern[] {
+    return this.#patterns;
+  }
+
+  /** Sets the patterns; only while the table is empty (a default that depends on the port bound). */
+  setPatterns(patterns: readonly DomainPattern[]): void {
+    if (this.size > 0) throw new Error("Cannot change domain patterns: routes exist");
+    this.#patterns = patterns;
+  }
+
+  /** Number of routes. */
+  get size(): number {
+    return this.#byUserKey.size;
+  }
+
+  /** The host names route `key` of `user` is published under. */
+  hostsOf(key: string, user: string): string[] {
+    return this.#patterns.map((p) => p.render(key, user));
+  }
+
+  /** The route serving `host` (normalized), also trying it without its port. */
+  lookup(host: string): Route | undefined {
+    const route = this.#byHost.get(host);
+    if (route !== undefined) return route;
+    const colon = host.lastIndexOf(":");
+    return colon > 0 && !host.endsWith("]") ? this.#byHost.get(host.slice(0, colon)) : undefined;
+  }
+
+  /** The route `key` of `user`, if any. */
+  get(user: string, key: string): Route | undefined {
+    return this.#byUserKey.get(user + "\0" + key);
+  }
+
+  /** Number of routes `user` holds. */
+  countOf(user: string): number {
+    return this.#perUser.get(user) ?? 0;
+  }
+
+  /** Every route, in registration order. */
+  all(): IterableIterator<Route> {
+    return this.#byUserKey.values();
+  }
+
+  /**
+   * Adds a route, in place of `replacing` when given (the same user and key).
+   * Throws, changing nothing, `CONDUCTOR_ERR_KEY_TAKEN` when the user already
+   * holds the key otherwise, and `CONDUCTOR_ERR_HOST_TAKEN` when another route
+   * already renders to one of its host names.
+   */
+  add(route: Route, replacing?: Route): void {
+    const id = route.user + "\0" + route.key;
+    const current = this.#byUserKey.get(id);
+    if (current !== undefined && current !== replacing) {
+      throw new ConductorError("CONDUCTOR_ERR_KEY_TAKEN", `Cannot register route: user ${route.user} already holds key '${route.key}'`);
+    }
+    for (const host of route.hosts) {
+      const other = this.#byHost.get(host);
+      if (other !== undefined && other !== replacing) {
+        throw new ConductorError("CONDUCTOR_ERR_HOST_TAKEN",
+          `Cannot register route: host ${host} is already served by key '${other.key}' of user ${other.user}; choose another key with -k`);
+      }
+    }
+    if (current !== undefined) this.remove(current);
+    this.#byUserKey.set(id, route);
+    for (const host of route.hosts) this.#byHost.set(host, route);
+    this.#perUser.set(route.user, this.countOf(route.user) + 1);
+  }
+
+  /** Removes `route` if it is still the table's route for its user and key; returns whether it was. */
+  remove(route: Route): boolean {
+    const id = route.user + "\0" + route.key;
+    if (this.#byUserKey.get(id) !== route) return false;
+    this.#byUserKey.delete(id);
+    for (const host of route.hosts) {
+      if (this.#byHost.get(host) === route) this.#byHost.delete(host);
+    }
+    const n = this.countOf(route.user) - 1;
+    if (n > 0) this.#perUser.set(route.user, n);
+    else this.#perUser.delete(route.user);
+    return true;
+  }
+}

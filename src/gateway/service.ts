@@ -1,0 +1,147 @@
+/**
+ * conductor-server as a whole: the control socket, the route table and the
+ * HTTP(S) front end, started and stopped together.
+ *
+ * @module
+ */
+import { promises as fs } from "node:fs";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Server as TlsServer } from "node:tls";
+import { startControlServer, type ControlServer } from "../control/server.ts";
+import { removeStaleSocket } from "../control/socket_check.ts";
+import { ConductorError, messageOf } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import { VERSION } from "../lib/version.ts";
+import { parseDomainPattern } from "./domains.ts";
+import { createFrontEnd, type FrontTimeouts } from "./front.ts";
+import type { PoolOptions } from "./pool.ts";
+import { RouteTable } from "./routes.ts";
+import { createStats, type Stats } from "./stats.ts";
+import { loadTls, type TlsFiles } from "./tls.ts";
+
+/** Settings of {@link startGateway}; the command line maps onto these. */
+export interface GatewayOptions {
+  /** TCP port of the front end (ignored with `sock`). */
+  port: number;
+  /** Address to bind the TCP port to; all addresses when undefined. */
+  bind?: string;
+  /** Listen on this UNIX socket (mode 0660) instead of a TCP port. */
+  sock?: string;
+  runtimeDir: string;
+  /** Domain patterns, e.g. `{key}-{user}.example.org`; empty means `{key}-{user}.localhost:PORT`. */
+  domains: string[];
+  tls?: TlsFiles;
+  /** Keep X-Forwarded-* from requests. */
+  trustForwarded: boolean;
+  maxRoutesPerUser?: number;
+  /** Time a control connection has to send its config, in ms. */
+  configTimeoutMs?: number;
+  frontTimeouts?: FrontTimeouts;
+  pool?: PoolOptions;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  readonly routes: RouteTable;
+  readonly stats: Stats;
+  readonly control: ControlServer;
+  /** The TCP port or UNIX socket path the front end listens on. */
+  readonly address: { port: number } | { path: string };
+  /** Re-reads the TLS files and uses them for new connections; open ones are kept. */
+  reloadTls(): Promise<void>;
+  /** Stops everything: routes are removed, client directories deleted. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Starts conductor-server's control socket and front end. */
+export async function startGateway(options: GatewayOptions, logger: Logger): Promise<Gateway> {
+  const patterns = options.domains.map(parseDomainPattern);
+  const routes = new RouteTable(patterns);
+  const stats = createStats();
+  const startedAt = Date.now();
+  const tls = options.tls === undefined ? undefined : {
+    ...await loadTls(options.tls),
+    requestCert: options.tls.allowedClientsFile !== undefined,
+  };
+  let control: ControlServer | null = null;
+  const server = createFrontEnd({
+    routes,
+    stats,
+    logger,
+    version: VERSION,
+    gauges: () => ({ routesTotal: routes.size, controlConnections: control?.connections ?? 0, startedAt }),
+    tls,
+    trustForwarded: options.trustForwarded,
+    timeouts: options.frontTimeouts,
+  });
+  const address = await listen(server, options);
+  if (patterns.length === 0) {
+    routes.setPatterns([parseDomainPattern("port" in address ? `{key}-{user}.localhost:${address.port}` : "{key}-{user}.localhost")]);
+  }
+  try {
+    control = await startControlServer({
+      runtimeDir: options.runtimeDir,
+      routes,
+      stats,
+      logger,
+      maxRoutesPerUser: options.maxRoutesPerUser,
+      configTimeoutMs: options.configTimeoutMs,
+      pool: options.pool,
+    });
+  } catch (err) {
+    await new Promise((resolve) => server.close(resolve));
+    if ("path" in address) await fs.rm(address.path, { force: true });
+    throw err;
+  }
+  const controlServer = control;
+  logger.info("gateway listening", { ...address, tls: tls !== undefined, clientCertificates: tls?.requestCert ?? false, domains: routes.patterns.map((p) => p.source) });
+
+  let closing: Promise<void> | null = null;
+  return {
+    routes,
+    stats,
+    control: controlServer,
+    address,
+    async reloadTls() {
+      if (options.tls === undefined) return;
+      const fresh = await loadTls(options.tls);
+      (server as unknown as TlsServer).setSecureContext(fresh);
+      logger.info("TLS files reloaded", { cert: options.tls.certFile });
+    },
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        await controlServer.close();
+        const grace = setTimeout(() => server.closeAllConnections(), 5_000);
+        await stopped;
+        clearTimeout(grace);
+        if ("path" in address) await fs.rm(address.path, { force: true });
+      })();
+      return closing;
+    },
+  };
+}
+
+async function listen(server: Server, options: GatewayOptions): Promise<Gateway["address"]> {
+  if (options.sock !== undefined) {
+    const path = options.sock;
+    await removeStaleSocket(path, "--sock");
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => { server.off("error", reject); resolve(); });
+    });
+    await fs.chmod(path, 0o660);
+    return { path };
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      const hint = err.code === "EADDRINUSE" ? "; another program listens there: stop it or choose another --port"
+        : err.code === "EACCES" ? "; ports below 1024 need privileges: use a higher --port behind a reverse proxy" : "";
+      reject(new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot listen on port ${options.port}: ${messageOf(err)}${hint}`, { cause: err }));
+    });
+    server.listen({ port: options.port, host: options.bind }, () => resolve());
+  });
+  return { port: (server.address() as AddressInfo).port };
+}

@@ -1,0 +1,291 @@
+/**
+ * One HTTP/1.1 connection to an app socket: writes a request head, parses the
+ * response with {@link parseResponseHead} and {@link ChunkedDecoder}, streams the
+ * body to an {@link ExchangeHandler} with backpressure, and hands itself back to
+ * its pool when the connection can carry another request.
+ *
+ * Listeners are bound once per connection, not per request.
+ *
+ * @module
+ */
+import { connect, type Socket } from "node:net";
+import { BadResponseError, ChunkedDecoder, MAX_RESPONSE_HEAD, parseResponseHead, type Framing, type ResponseHead } from "./http1.ts";
+
+/** What a request in flight is told about its response. */
+export interface ExchangeHandler {
+  /** The response head arrived (1xx interim responses are skipped). */
+  onResponseHead(head: ResponseHead): void;
+  /** Body bytes; return false to stop reading until {@link Upstream.resume}. */
+  onResponseData(chunk: Buffer): boolean;
+  /** The body ended. */
+  onResponseEnd(): void;
+  /** The app socket can take more request body after a write returned false. */
+  onUpstreamDrain(): void;
+  /**
+   * The exchange failed. `retryable`: the connection was a reused one and
+   * nothing came back, so the app may have closed it while idle.
+   * `started`: the head was already delivered.
+   */
+  onUpstreamError(err: Error, retryable: boolean, started: boolean): void;
+}
+
+/** The pool side of an {@link Upstream}. */
+export interface UpstreamOwner {
+  /** The connection finished an exchange and may be reused. */
+  release(upstream: Upstream): void;
+  /** The connection is gone. */
+  forget(upstream: Upstream): void;
+}
+
+/** A connection failure with an errno-like code: ETIMEDOUT, EEMPTY, ... */
+export class UpstreamError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "UpstreamError";
+    this.code = code;
+  }
+}
+
+const HEAD = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2, BODY_CLOSE = 3, IDLE = 4;
+const CRLFCRLF = Buffer.from("\r\n\r\n");
+
+/** Time-outs of an upstream connection, in ms. */
+export interface UpstreamTimeouts {
+  /** Longest silence from the app while a request is in flight. */
+  response: number;
+  /** Longest time an unused connection stays open. */
+  idle: number;
+}
+
+/** One connection to an app socket. */
+export class Upstream {
+  readonly socket: Socket;
+  /** Exchanges completed on this connection. */
+  served = 0;
+  #owner: UpstreamOwner;
+  #timeouts: UpstreamTimeouts;
+  #handler: ExchangeHandler | null = null;
+  #method = "GET";
+  #phase = IDLE;
+  #head: Buffer | null = null;
+  #remaining = 0;
+  #chunked = new ChunkedDecoder();
+  #received = false;
+  #started = false;
+  #requestDone = false;
+  #keepAlive = false;
+  #idleMs: number;
+  #sink = (data: Buffer): void => this.#deliver(data);
+
+  constructor(path: string, owner: UpstreamOwner, timeouts: UpstreamTimeouts) {
+    this.#owner = owner;
+    this.#timeouts = timeouts;
+    this.#idleMs = timeouts.idle;
+    this.socket = connect(path);
+    this.socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    this.socket.on("end", () => this.#onEnd());
+    this.socket.on("error", (err) => this.#fail(err));
+    this.socket.on("close", () => this.#onClose());
+    this.socket.on("drain", () => this.#handler?.onUpstreamDrain());
+    this.socket.on("timeout", () => this.#onTimeout());
+  }
+
+  /** True while an exchange is in flight. */
+  get busy(): boolean {
+    return this.#handler !== null;
+  }
+
+  /** Sends a request head; the body, if any, follows with {@link write} and {@link endRequest}. */
+  request(head: string, method: string, handler: ExchangeHandler): void {
+    this.#handler = handler;
+    this.#method = method;
+    this.#phase = HEAD;
+    this.#head = null;
+    this.#received = false;
+    this.#started = false;
+    this.#requestDone = false;
+    this.socket.setTimeout(this.#timeouts.response);
+    // The previous exchange may have ended while reading was paused for a slow browser.
+    this.socket.resume();
+    this.socket.write(head, "latin1");
+  }
+
+  /** Writes request body bytes; false means wait for `onUpstreamDrain`. */
+  write(chunk: Buffer | string): boolean {
+    return this.socket.write(chunk);
+  }
+
+  /** The request (head and body) has been written completely. */
+  endRequest(): void {
+    this.#requestDone = true;
+    if (this.#phase === IDLE) this.#finish();
+  }
+
+  /** Resumes reading after `onResponseData` returned false. */
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** Ends the connection now (the browser went away, or the exchange was abandoned). */
+  destroy(): void {
+    this.#handler = null;
+    this.socket.destroy();
+  }
+
+  /** Marks the connection idle in a pool, with the idle time-out. */
+  park(): void {
+    this.socket.setTimeout(this.#idleMs);
+  }
+
+  #onData(chunk: Buffer): void {
+    const handler = this.#handler;
+    if (handler === null) {
+      // Bytes nobody asked for: the connection is out of step.
+      this.socket.destroy();
+      return;
+    }
+    this.#received = true;
+    try {
+      this.#consume(chunk, 0);
+    } catch (err) {
+      this.#fail(err as Error);
+    }
+  }
+
+  #consume(chunk: Buffer, start: number): void {
+    let offset = start;
+    while (offset < chunk.length && this.#handler !== null) {
+      switch (this.#phase) {
+        case HEAD:
+          offset = this.#readHead(chunk, offset);
+          break;
+        case BODY_LENGTH: {
+          const take = Math.min(this.#remaining, chunk.length - offset);
+          this.#remaining -= take;
+          const slice = offset === 0 && take === chunk.length ? chunk : chunk.subarray(offset, offset + take);
+          offset += take;
+          this.#deliver(slice);
+          if (this.#remaining === 0) this.#bodyDone(offset < chunk.length);
+          break;
+        }
+        case BODY_CHUNKED: {
+          const end = this.#chunked.decode(chunk, offset, this.#sink);
+          if (end === -1) return;
+          this.#bodyDone(end < chunk.length);
+          return;
+        }
+        case BODY_CLOSE:
+          this.#deliver(offset === 0 ? chunk : chunk.subarray(offset));
+          return;
+        default:
+          // IDLE with bytes left: more than one response to one request.
+          this.#keepAlive = false;
+          return;
+      }
+    }
+  }
+
+  /** Reads head bytes from `chunk` at `offset`; returns the offset after what it used. */
+  #readHead(chunk: Buffer, offset: number): number {
+    const prior = this.#head;
+    const buf = prior === null ? (offset === 0 ? chunk : chunk.subarray(offset)) : Buffer.concat([prior, chunk.subarray(offset)]);
+    const searchFrom = prior === null ? 0 : Math.max(0, prior.length - 3);
+    const end = buf.indexOf(CRLFCRLF, searchFrom);
+    if (end === -1) {
+      if (buf.length > MAX_RESPONSE_HEAD) throw new BadResponseError(`response head larger than ${MAX_RESPONSE_HEAD} bytes`);
+      this.#head = buf;
+      return chunk.length;
+    }
+    this.#head = null;
+    const used = end + 4 - (prior === null ? 0 : prior.length);
+    const head = parseResponseHead(buf.toString("latin1", 0, end), this.#method);
+    if (head.status < 200) {
+      // 1xx interim responses (100 Continue, 103 Early Hints) are not forwarded.
+      return offset + used;
+    }
+    this.#keepAlive = head.keepAlive;
+    if (head.keepAliveTimeoutMs !== null) {
+      // Close our side a second before the app would.
+      this.#idleMs = Math.max(500, Math.min(this.#timeouts.idle, head.keepAliveTimeoutMs - 1000));
+    }
+    this.#started = true;
+    this.#startBody(head.framing, head.length);
+    this.#handler!.onResponseHead(head);
+    if (head.framing === "none") this.#bodyDone(false);
+    return offset + used;
+  }
+
+  #startBody(framing: Framing, length: number): void {
+    switch (framing) {
+      case "length":
+        this.#phase = BODY_LENGTH;
+        this.#remaining = length;
+        break;
+      case "chunked":
+        this.#phase = BODY_CHUNKED;
+        this.#chunked.reset();
+        break;
+      case "close":
+        this.#phase = BODY_CLOSE;
+        break;
+      default:
+        this.#phase = IDLE;
+    }
+  }
+
+  #deliver(data: Buffer): void {
+    if (data.length === 0) return;
+    if (this.#handler !== null && !this.#handler.onResponseData(data)) this.socket.pause();
+  }
+
+  /** The response body is complete; `extra`: bytes followed it. */
+  #bodyDone(extra: boolean): void {
+    this.#phase = IDLE;
+    if (extra) this.#keepAlive = false;
+    if (this.#requestDone) this.#finish();
+    // Otherwise the response came before the request body ended: finish() runs in endRequest().
+  }
+
+  #finish(): void {
+    const handler = this.#handler;
+    if (handler === null) return;
+    this.#handler = null;
+    this.served++;
+    if (this.#keepAlive && this.socket.writable) this.#owner.release(this);
+    else this.socket.destroy();
+    handler.onResponseEnd();
+  }
+
+  #onEnd(): void {
+    if (this.#handler !== null && this.#phase === BODY_CLOSE) {
+      this.#keepAlive = false;
+      this.#phase = IDLE;
+      this.#requestDone = true;
+      this.#finish();
+      return;
+    }
+    if (this.#handler !== null) {
+      this.#fail(new UpstreamError("EEMPTY", this.#started ? "app closed the connection in the middle of a response" : "app closed the connection without a response"));
+      return;
+    }
+    this.socket.destroy();
+  }
+
+  #onTimeout(): void {
+    if (this.#handler !== null) this.#fail(new UpstreamError("ETIMEDOUT", "app did not answer in time"));
+    else this.socket.destroy();
+  }
+
+  #onClose(): void {
+    if (this.#handler !== null) this.#fail(new UpstreamError("EEMPTY", "app connection closed"));
+    this.#owner.forget(this);
+  }
+
+  #fail(err: Error): void {
+    const handler = this.#handler;
+    this.#handler = null;
+    this.socket.destroy();
+    if (handler !== null) handler.onUpstreamError(err, this.served > 0 && !this.#received, this.#started);
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Errors that carry a stable code and a message a sysadmin or a user can act on.
+ *
+ * Messages read "Cannot <action>: <state>; <what to do>", e.g.
+ * "Cannot register route: socket /run/conductor/sockets/x/socket is world-accessible (mode 0666); chmod 660 it".
+ *
+ * @module
+ */
+
+/** Stable error codes, one per failure a caller may want to tell apart. */
+export type ErrorCode =
+  | "CONDUCTOR_ERR_USAGE"
+  | "CONDUCTOR_ERR_PROTOCOL"
+  | "CONDUCTOR_ERR_KEY_INVALID"
+  | "CONDUCTOR_ERR_KEY_TAKEN"
+  | "CONDUCTOR_ERR_HOST_TAKEN"
+  | "CONDUCTOR_ERR_ROUTE_LIMIT"
+  | "CONDUCTOR_ERR_SOCKET_MISSING"
+  | "CONDUCTOR_ERR_SOCKET_TYPE"
+  | "CONDUCTOR_ERR_SOCKET_LINKS"
+  | "CONDUCTOR_ERR_SOCKET_MODE"
+  | "CONDUCTOR_ERR_SOCKET_UNREACHABLE"
+  | "CONDUCTOR_ERR_SOCKET_IN_USE"
+  | "CONDUCTOR_ERR_USER_UNKNOWN"
+  | "CONDUCTOR_ERR_TLS"
+  | "CONDUCTOR_ERR_RUNTIME_DIR"
+  | "CONDUCTOR_ERR_SSH"
+  | "CONDUCTOR_ERR_STATE"
+  | "CONDUCTOR_ERR_LOCK"
+  | "CONDUCTOR_ERR_NOT_FOUND";
+
+/** An error with a stable `code`, and a `cause` where one exists. */
+export class ConductorError extends Error {
+  /** Stable machine-readable code, e.g. `CONDUCTOR_ERR_SOCKET_MODE`. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ConductorError";
+    this.code = code;
+  }
+}
+
+/** True when `err` is a Node system error with the given errno code (`ENOENT`, …). */
+export function isErrno(err: unknown, code: string): boolean {
+  return typeof err === "object" && err !== null && (err as NodeJS.ErrnoException).code === code;
+}
+
+/** The message of any thrown value, for logs and replies. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

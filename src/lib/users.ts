@@ -1,0 +1,65 @@
+/**
+ * User accounts through NSS (`getent passwd`), never by parsing /etc/passwd,
+ * so LDAP and SSSD users resolve as the system resolves them.
+ *
+ * @module
+ */
+import { execFile } from "node:child_process";
+import { ConductorError } from "./errors.ts";
+
+/** One passwd entry. */
+export interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+const CACHE_MS = 60_000;
+const cache = new Map<string, { account: Account; expires: number }>();
+
+/**
+ * Looks up an account by uid or name through `getent passwd`; results are cached for a minute.
+ * Throws `CONDUCTOR_ERR_USER_UNKNOWN` when NSS has no such entry.
+ */
+export async function lookupAccount(who: number | string): Promise<Account> {
+  const key = String(who);
+  const hit = cache.get(key);
+  if (hit && hit.expires > Date.now()) return hit.account;
+  const line = await getent(key);
+  if (line === null) {
+    throw new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN",
+      `Cannot resolve user ${key}: getent passwd knows no such ${typeof who === "number" ? "uid" : "name"}; check NSS (nsswitch.conf, sssd)`);
+  }
+  const account = parsePasswdLine(line);
+  const expires = Date.now() + CACHE_MS;
+  cache.set(key, { account, expires });
+  cache.set(String(account.uid), { account, expires });
+  cache.set(account.name, { account, expires });
+  return account;
+}
+
+/** Parses one passwd(5) line, `name:x:uid:gid:gecos:home:shell`. */
+export function parsePasswdLine(line: string): Account {
+  const f = line.split(":");
+  if (f.length < 7 || !/^\d+$/.test(f[2]) || !/^\d+$/.test(f[3])) {
+    throw new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN", `Cannot parse passwd entry: ${JSON.stringify(line)}`);
+  }
+  return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5], shell: f[6] };
+}
+
+function getent(key: string): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    execFile("getent", ["passwd", key], { timeout: 10_000 }, (err, stdout) => {
+      if (err) {
+        // getent exits 2 when the key is not found.
+        if ((err as { code?: unknown }).code === 2) resolve(null);
+        else reject(new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN", `Cannot run getent passwd ${key}: ${err.message}`, { cause: err }));
+        return;
+      }
+      const line = stdout.split("\n")[0];
+      resolve(line ? line : null);
+    });
+  });
+}

@@ -1,0 +1,67 @@
+/**
+ * conductor-server for end-to-end tests: started from the built files as
+ * user `conductor` (when root), in a fresh runtime directory it owns.
+ *
+ * @module
+ */
+import { chownSync, mkdtempSync, rmSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Cleanup } from "./cleanup.ts";
+import { account } from "./accounts.ts";
+import { isRoot } from "./env.ts";
+import { bin } from "./install.ts";
+import { startProcess, type TestProcess } from "./process.ts";
+
+/** A gateway under test. */
+export interface TestGateway {
+  process: TestProcess;
+  /** TCP port of the front end (0 with `--sock`). */
+  port: number;
+  runtimeDir: string;
+  /** The control socket. */
+  controlPath: string;
+  /** A host name of route `key` of `user` under the default pattern. */
+  host(key: string, user: string): string;
+  /** Stops the gateway (SIGTERM) and waits for it. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startGateway}. */
+export interface GatewayStart {
+  /** Extra command-line arguments. */
+  args?: string[];
+  /** Use this runtime directory instead of a fresh one. */
+  runtimeDir?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** A fresh runtime directory owned by the gateway's user; removed when `t` ends. */
+export function makeRuntimeDir(t: Cleanup): string {
+  const dir = mkdtempSync(join(tmpdir(), "conductor-rt-"));
+  chmodSync(dir, 0o755);
+  if (isRoot) {
+    const c = account("conductor");
+    chownSync(dir, c.uid, c.gid);
+  }
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Starts conductor-server on a free port and waits until it listens. */
+export async function startGateway(t: Cleanup, options: GatewayStart = {}): Promise<TestGateway> {
+  const runtimeDir = options.runtimeDir ?? makeRuntimeDir(t);
+  const args = ["-r", runtimeDir, "-p", "0", "-b", "127.0.0.1", "-v", ...(options.args ?? [])];
+  const proc = startProcess(t, process.execPath, [bin("conductor-server"), ...args], { user: "conductor", env: options.env });
+  const ready = await proc.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
+  const port = typeof ready.port === "number" ? ready.port : 0;
+  const domains = ready.domains as string[];
+  return {
+    process: proc,
+    port,
+    runtimeDir,
+    controlPath: join(runtimeDir, "client"),
+    host: (key, user) => domains[0].replace("{key}", key).replace("{user}", user),
+    stop: () => proc.stop(),
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * A copy of the compiled tree that every user can read, for running the
+ * gateway and clients as other users: the repository may sit under a private
+ * home directory. Runtime needs nothing but `dist/` (no dependencies).
+ *
+ * @module
+ */
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { distDir, isRoot } from "./env.ts";
+
+let installed: string | null = null;
+
+/** Path of a world-readable copy of `dist/` (the original when not root); removed at exit. */
+export function publicDist(): string {
+  if (!isRoot) return distDir;
+  if (installed !== null) return installed;
+  const dir = mkdtempSync(join(tmpdir(), "conductor-dist-"));
+  cpSync(distDir, dir, { recursive: true });
+  openUp(dir);
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  installed = dir;
+  return dir;
+}
+
+/** The path of a program of the package in the public copy, e.g. `bin("conductor-server")`. */
+export function bin(name: string): string {
+  return join(publicDist(), "src", "bin", `${name}.js`);
+}
+
+/** The path of a test fixture script in the public copy, e.g. `fixture("client")`. */
+export function fixture(name: string): string {
+  return join(publicDist(), "test", "fixtures", `${name}.js`);
+}
+
+function openUp(path: string): void {
+  const st = statSync(path);
+  chmodSync(path, st.isDirectory() ? 0o755 : 0o644);
+  if (st.isDirectory()) for (const name of readdirSync(path)) openUp(join(path, name));
+}

@@ -1,0 +1,121 @@
+/**
+ * Child processes for tests: started as a given user, their output read as
+ * lines, stopped (and waited for) when the test ends.
+ *
+ * @module
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import type { Cleanup } from "./cleanup.ts";
+import { account, type AccountName } from "./accounts.ts";
+import { isRoot } from "./env.ts";
+
+/** Options of {@link startProcess}. */
+export interface StartOptions {
+  /** Run as this account (when the suite runs as root). */
+  user?: AccountName;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Keep stdin open (a pipe) instead of /dev/null. */
+  stdin?: boolean;
+}
+
+/** A running child with its output as lines. */
+export class TestProcess {
+  readonly child: ChildProcess;
+  readonly stdout: string[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #waiters: Array<() => void> = [];
+
+  constructor(child: ChildProcess) {
+    this.child = child;
+    this.#collect(child.stdout, this.stdout);
+    this.#collect(child.stderr, this.stderr);
+    this.exited = new Promise((resolve) => child.once("exit", (code, signal) => {
+      this.#wake();
+      resolve({ code, signal });
+    }));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Lines of stdout parsed as JSON (lines that are not JSON are skipped). */
+  json(stream: "stdout" | "stderr" = "stdout"): Array<Record<string, unknown>> {
+    const out: Array<Record<string, unknown>> = [];
+    for (const line of this[stream]) {
+      try {
+        out.push(JSON.parse(line));
+      } catch { /* not JSON */ }
+    }
+    return out;
+  }
+
+  /** Waits until `predicate` holds for a JSON line on `stream`; returns that line. */
+  async waitForJson(predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 15_000, stream: "stdout" | "stderr" = "stdout"): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.json(stream).find(predicate);
+      if (hit !== undefined) return hit;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new Error(`process exited (${this.child.exitCode ?? this.child.signalCode}) before the expected line;\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr.join("\n")}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for a line;\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr.join("\n")}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        this.#waiters.push(() => { clearTimeout(timer); resolve(); });
+      });
+    }
+  }
+
+  /** Sends SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  #collect(stream: NodeJS.ReadableStream | null, into: string[]): void {
+    if (stream === null) return;
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => {
+      const parts = (partial + chunk).split("\n");
+      partial = parts.pop()!;
+      into.push(...parts);
+      this.#wake();
+    });
+    stream.on("end", () => {
+      if (partial !== "") into.push(partial);
+    });
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+/** Starts `command` and stops it when the test `t` ends. */
+export function startProcess(t: Cleanup | null, command: string, args: string[], options: StartOptions = {}): TestProcess {
+  const user = options.user !== undefined && isRoot ? account(options.user) : null;
+  const env = { ...process.env, ...options.env };
+  if (user !== null) {
+    env.HOME = user.home;
+    env.USER = user.name;
+    env.LOGNAME = user.name;
+  }
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? "/",
+    env,
+    stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"],
+    uid: user?.uid,
+    gid: user?.gid,
+  });
+  const proc = new TestProcess(child);
+  t?.after(() => proc.stop());
+  return proc;
+}

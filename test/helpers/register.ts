@@ -1,0 +1,48 @@
+/**
+ * Registers a route the way the original client does, without SSH, through
+ * the fixture `test/fixtures/client.ts` running as a test user.
+ *
+ * @module
+ */
+import type { Cleanup } from "./cleanup.ts";
+import type { AccountName } from "./accounts.ts";
+import { fixture } from "./install.ts";
+import { startProcess, type TestProcess } from "./process.ts";
+
+/** A registered (or refused) fixture client. */
+export interface Registration {
+  process: TestProcess;
+  banner: Record<string, unknown>;
+  reply: Record<string, unknown>;
+  /** Ends the registration (closes the control connection) and waits for the client to exit. */
+  end(): Promise<void>;
+}
+
+/** Options of {@link register}. */
+export interface RegisterOptions {
+  key: string;
+  token: string;
+  /** Run the client as this user (when root); null runs it as the suite's own user. Default alice. */
+  user?: AccountName | null;
+  /** What to place in the directory; see the fixture. Default "app". */
+  mode?: string;
+  arg?: string;
+}
+
+/** Starts a fixture client against `controlPath` and waits for the server's reply. */
+export async function register(t: Cleanup, controlPath: string, options: RegisterOptions): Promise<Registration> {
+  const args = [fixture("client"), controlPath, options.key, options.token, options.mode ?? "app"];
+  if (options.arg !== undefined) args.push(options.arg);
+  const proc = startProcess(t, process.execPath, args, { user: options.user === undefined ? "alice" : options.user ?? undefined, stdin: true });
+  const banner = await proc.waitForJson((l) => l.event === "banner");
+  const reply = await proc.waitForJson((l) => l.event === "reply" || l.event === "closed");
+  return {
+    process: proc,
+    banner,
+    reply,
+    end: async () => {
+      proc.child.stdin?.end();
+      await proc.exited;
+    },
+  };
+}

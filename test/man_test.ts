@@ -1,0 +1,57 @@
+/**
+ * The manual pages: clean under `mandoc -T lint`, and in step with each
+ * program's --help (every option in one is in the other).
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { SERVER_HELP } from "../src/gateway/cli.ts";
+import { VERSION } from "../src/lib/version.ts";
+import { repoRoot } from "./helpers/env.ts";
+
+const manDir = join(repoRoot, "man");
+const hasMandoc = spawnSync("mandoc", ["-V"]).error === undefined;
+
+for (const page of readdirSync(manDir).filter((f) => /\.[1-8]$/.test(f))) {
+  test(`man/${page} is clean under mandoc -T lint`, { skip: !hasMandoc && "mandoc is not installed (apt-get install mandoc)" }, () => {
+    const result = spawnSync("mandoc", ["-T", "lint", "-W", "warning", join(manDir, page)], { encoding: "utf8" });
+    const problems = result.stderr.split("\n").filter((l) => l !== "" && !l.includes("mandoc.db"));
+    assert.deepEqual(problems, []);
+  });
+}
+
+/** Long options named in a help text. */
+function helpOptions(help: string): Set<string> {
+  return new Set([...help.matchAll(/(?:^|[\s,])(--[a-z][a-z-]*)/gm)].map((m) => m[1]));
+}
+
+/** Long options a man page documents with `Fl \-name`. */
+function manOptions(page: string): Set<string> {
+  const text = readFileSync(join(manDir, page), "utf8");
+  return new Set([...text.matchAll(/Fl \\-([a-z][a-z-]*)/g)].map((m) => "--" + m[1]));
+}
+
+for (const [program, help, page] of [["conductor-server", SERVER_HELP, "conductor-server.8"]] as const) {
+  test(`${program} --help and man/${page} name the same options`, () => {
+    assert.deepEqual([...manOptions(page)].sort(), [...helpOptions(help)].sort());
+  });
+}
+
+test("conductor-server --help prints the help text and --version the package version", () => {
+  const bin = join(repoRoot, "dist", "src", "bin", "conductor-server.js");
+  assert.equal(execFileSync(process.execPath, [bin, "--help"], { encoding: "utf8" }), SERVER_HELP);
+  const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { version: string };
+  assert.equal(VERSION, pkg.version);
+  assert.equal(execFileSync(process.execPath, [bin, "--version"], { encoding: "utf8" }), `conductor-server ${pkg.version}\n`);
+});
+
+test("conductor-server refuses a bad command line with exit status 2 and says what to do", () => {
+  const bin = join(repoRoot, "dist", "src", "bin", "conductor-server.js");
+  for (const args of [["--port", "http"], ["--frobnicate"], ["--ssl-cert-file", "x.pem"], ["-d", "{key}.example.org"]]) {
+    const r = spawnSync(process.execPath, [bin, ...args, "-r", "/nonexistent/conductor-test"], { encoding: "utf8" });
+    assert.equal(r.status, 2, args.join(" "));
+    assert.match(r.stderr, /^conductor-server: .*\nTry 'conductor-server --help'\.\n$/, r.stderr);
+  }
+});
