@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { CLIENT_HELP } from "../src/client/cli.ts";
 import { SERVER_HELP } from "../src/gateway/cli.ts";
 import { VERSION } from "../src/lib/version.ts";
 import { repoRoot } from "./helpers/env.ts";
@@ -22,9 +23,9 @@ for (const page of readdirSync(manDir).filter((f) => /\.[1-8]$/.test(f))) {
   });
 }
 
-/** Long options named in a help text. */
+/** Long options a help text defines (lines starting with "  -x, --name" or "  --name"). */
 function helpOptions(help: string): Set<string> {
-  return new Set([...help.matchAll(/(?:^|[\s,])(--[a-z][a-z-]*)/gm)].map((m) => m[1]));
+  return new Set([...help.matchAll(/^ {2,6}(?:-[A-Za-z], )?(--[a-z][a-z-]*)/gm)].map((m) => m[1]));
 }
 
 /** Long options a man page documents with `Fl \-name`. */
@@ -33,19 +34,22 @@ function manOptions(page: string): Set<string> {
   return new Set([...text.matchAll(/Fl \\-([a-z][a-z-]*)/g)].map((m) => "--" + m[1]));
 }
 
-for (const [program, help, page] of [["conductor-server", SERVER_HELP, "conductor-server.8"]] as const) {
+for (const [program, help, page] of [["conductor-server", SERVER_HELP, "conductor-server.8"], ["conductor", CLIENT_HELP, "conductor.1"]] as const) {
   test(`${program} --help and man/${page} name the same options`, () => {
+    assert.ok(helpOptions(help).has("--help") && helpOptions(help).size > 3, "the help's options are found");
     assert.deepEqual([...manOptions(page)].sort(), [...helpOptions(help)].sort());
   });
 }
 
-test("conductor-server --help prints the help text and --version the package version", () => {
-  const bin = join(repoRoot, "dist", "src", "bin", "conductor-server.js");
-  assert.equal(execFileSync(process.execPath, [bin, "--help"], { encoding: "utf8" }), SERVER_HELP);
-  const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { version: string };
-  assert.equal(VERSION, pkg.version);
-  assert.equal(execFileSync(process.execPath, [bin, "--version"], { encoding: "utf8" }), `conductor-server ${pkg.version}\n`);
-});
+for (const [program, help] of [["conductor-server", SERVER_HELP], ["conductor", CLIENT_HELP]] as const) {
+  test(`${program} --help prints the help text and --version the package version`, () => {
+    const bin = join(repoRoot, "dist", "src", "bin", `${program}.js`);
+    assert.equal(execFileSync(process.execPath, [bin, "--help"], { encoding: "utf8" }), help);
+    const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { version: string };
+    assert.equal(VERSION, pkg.version);
+    assert.equal(execFileSync(process.execPath, [bin, "--version"], { encoding: "utf8" }), `${program} ${pkg.version}\n`);
+  });
+}
 
 test("conductor-server refuses a bad command line with exit status 2 and says what to do", () => {
   const bin = join(repoRoot, "dist", "src", "bin", "conductor-server.js");
@@ -53,5 +57,14 @@ test("conductor-server refuses a bad command line with exit status 2 and says wh
     const r = spawnSync(process.execPath, [bin, ...args, "-r", "/nonexistent/conductor-test"], { encoding: "utf8" });
     assert.equal(r.status, 2, args.join(" "));
     assert.match(r.stderr, /^conductor-server: .*\nTry 'conductor-server --help'\.\n$/, r.stderr);
+  }
+});
+
+test("conductor refuses a bad command line with exit status 2 and says what to do", () => {
+  const bin = join(repoRoot, "dist", "src", "bin", "conductor.js");
+  for (const args of [["gw"], ["-k", "no_underscores", "gw", "/s", "--", "x"], ["-oProxyCommand", "gw", "/s", "--", "x"], ["-x"]]) {
+    const r = spawnSync(process.execPath, [bin, ...args], { encoding: "utf8" });
+    assert.equal(r.status, 2, args.join(" "));
+    assert.match(r.stderr, /^conductor: .*\nTry 'conductor --help'\.\n$/s, r.stderr);
   }
 });

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * conductor: runs an app on a UNIX socket and publishes it on a conductor
+ * gateway over SSH. Parses the command line, maps signals and errors to exit
+ * codes (0 ok, 1 error, 2 socket in use, 2 also for a bad command line).
+ *
+ * @module
+ */
+import { CLIENT_HELP, parseClientArgs } from "../client/cli.ts";
+import { jsonLinesSink } from "../client/events.ts";
+import { EXIT_ERROR, runClient } from "../client/run.ts";
+import { messageOf } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
+import { VERSION } from "../lib/version.ts";
+
+async function main(argv: string[]): Promise<number> {
+  let command;
+  try {
+    command = parseClientArgs(argv);
+  } catch (err) {
+    process.stderr.write(`conductor: ${messageOf(err)}\n`);
+    return 2;
+  }
+  if (command.kind === "help") {
+    process.stdout.write(CLIENT_HELP);
+    return 0;
+  }
+  if (command.kind === "version") {
+    process.stdout.write(`conductor ${VERSION}\n`);
+    return 0;
+  }
+  const logger = createLogger({ verbose: command.options.verbose });
+  const stopRequested = new Promise<string>((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => resolve(signal));
+  });
+  return runClient(command.options, {
+    env: process.env,
+    events: jsonLinesSink((line) => process.stdout.write(line)),
+    logger,
+    stopRequested,
+  });
+}
+
+main(process.argv.slice(2)).then(exit, (err) => {
+  process.stderr.write(`conductor: ${err instanceof Error ? err.stack : String(err)}\n`);
+  exit(EXIT_ERROR);
+});
+
+/** Exits once stdout has taken every event line. */
+function exit(code: number): void {
+  process.stdout.write("", () => process.exit(code));
+}

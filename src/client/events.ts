@@ -1,0 +1,40 @@
+/**
+ * The client's events on stdout: one JSON object per line with the original
+ * conductor's field names, which portals parse.
+ *
+ * | state | fields |
+ * |---|---|
+ * | execute | command, pid |
+ * | connect | user, host, port |
+ * | controlConnect | path, banner |
+ * | data | kind, data |
+ * | live | config: { auth, key, urls } |
+ * | dead | |
+ * | failed | reason |
+ * | exit | status |
+ *
+ * @module
+ */
+import { encodeLine } from "../control/protocol.ts";
+
+/** A JSON value an event carries. */
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/** One event. */
+export type ClientEvent =
+  | { state: "execute"; command: string[]; pid: number }
+  | { state: "connect"; user: string | null; host: string; port: number | null }
+  | { state: "controlConnect"; path: string; banner: { [key: string]: Json } }
+  | { state: "data"; kind: "stdout" | "stderr"; data: string }
+  | { state: "live"; config: { auth: string; key: string; urls: string[] } }
+  | { state: "dead" }
+  | { state: "failed"; reason: string }
+  | { state: "exit"; status: number };
+
+/** Where events go. */
+export type EventSink = (event: ClientEvent) => void;
+
+/** An event sink writing JSON lines (Python's formatting, as the original) to `write`. */
+export function jsonLinesSink(write: (line: string) => void): EventSink {
+  return (event) => write(encodeLine(event as unknown as { [key: string]: Json }));
+}

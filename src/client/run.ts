@@ -1,0 +1,178 @@
+/**
+ * One `conductor` run: checks the app socket, starts the app, keeps it
+ * registered on the gateway (reconnecting with backoff after drops), and
+ * tears everything down when the app ends or a signal arrives.
+ *
+ * @module
+ */
+import { promises as fs } from "node:fs";
+import { ConductorError, messageOf } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import { generateToken, hashToken } from "../lib/token.ts";
+import { runtimeDir } from "../state/private_dir.ts";
+import type { SshSettings } from "../ssh/master.ts";
+import { startApp, type App } from "./app.ts";
+import type { ClientArgs } from "./cli.ts";
+import type { EventSink } from "./events.ts";
+import { GatewaySession, RegistrationRefused } from "./session.ts";
+import { inspectSocketPath } from "./socket_owner.ts";
+
+/** Exit statuses of `conductor`. */
+export const EXIT_OK = 0;
+export const EXIT_ERROR = 1;
+export const EXIT_SOCKET_IN_USE = 2;
+
+/** What a run needs besides its arguments. */
+export interface RunContext {
+  env: NodeJS.ProcessEnv;
+  events: EventSink;
+  logger: Logger;
+  /** Resolves when the run should stop (a signal arrived). */
+  stopRequested: Promise<string>;
+  /** Backoff between reconnections, in ms. */
+  backoff?: { initialMs: number; maxMs: number };
+}
+
+/** Runs the app and keeps it published; resolves with the exit status. */
+export async function runClient(args: ClientArgs, ctx: RunContext): Promise<number> {
+  const { events, logger } = ctx;
+  const env = { ...ctx.env };
+  const token = env.CONDUCTOR_TOKEN ?? generateToken();
+  delete env.CONDUCTOR_TOKEN;
+
+  const inUse = await claimSocket(args.appSocket, args.replace, logger);
+  if (inUse !== null) {
+    events({ state: "failed", reason: inUse });
+    return EXIT_SOCKET_IN_USE;
+  }
+
+  let dir: string;
+  try {
+    dir = await runtimeDir(env);
+  } catch (err) {
+    events({ state: "failed", reason: messageOf(err) });
+    return EXIT_ERROR;
+  }
+  let app: App;
+  try {
+    app = await startApp({ command: args.command, socket: args.appSocket, env, events });
+  } catch (err) {
+    events({ state: "failed", reason: messageOf(err) });
+    return EXIT_ERROR;
+  }
+
+  const ssh: SshSettings = {
+    ssh: env.CONDUCTOR_SSH || "ssh",
+    destination: args.destination,
+    options: args.sshOptions,
+    persistSeconds: 60,
+    aliveInterval: 15,
+  };
+  const session = new GatewaySession({
+    ssh,
+    appSocket: args.appSocket,
+    key: args.key,
+    token,
+    authHash: hashToken(token),
+    runtimeDir: dir,
+    appReady: () => app.ready(),
+    events,
+    logger,
+  });
+
+  let stopping = false;
+  const stop = ctx.stopRequested.then((signal) => {
+    stopping = true;
+    logger.debug("stopping", { signal });
+    return "signal" as const;
+  });
+  const appEnded = app.exited.then(() => "app" as const);
+  const ended = Promise.race([stop, appEnded]);
+
+  const published = keepPublished(session, events, logger, () => app.done || stopping, ended, ctx.backoff ?? { initialMs: 1000, maxMs: 30_000 })
+    .then(() => "published" as const, (err: unknown) => {
+      events({ state: "failed", reason: messageOf(err) });
+      return "failed" as const;
+    });
+
+  const why = await Promise.race([ended, published]);
+  stopping = true;
+  const status = await app.stop();
+  events({ state: "exit", status });
+  await session.close().catch((err) => logger.warn("cannot close the SSH session cleanly", { error: messageOf(err) }));
+  await removeStaleSocket(args.appSocket);
+  if (why === "failed") return EXIT_ERROR;
+  if (why === "signal") return EXIT_OK;
+  return status === 0 ? EXIT_OK : EXIT_ERROR;
+}
+
+/**
+ * Registers, waits for the registration to drop, and registers again with
+ * exponential backoff and jitter, until `done()`. Throws when the very first
+ * registration fails or the gateway refuses one.
+ */
+async function keepPublished(session: GatewaySession, events: EventSink, logger: Logger, done: () => boolean, ended: Promise<unknown>,
+  backoff: { initialMs: number; maxMs: number }): Promise<void> {
+  let everLive = false;
+  let attempt = 0;
+  while (!done()) {
+    try {
+      const registration = await session.register();
+      everLive = true;
+      attempt = 0;
+      await Promise.race([registration.closed, ended]);
+      if (done()) return;
+      events({ state: "dead" });
+    } catch (err) {
+      if (done()) return;
+      if (err instanceof RegistrationRefused || !everLive) throw err;
+      logger.warn("cannot reconnect to the gateway; trying again", { error: messageOf(err), attempt });
+    }
+    await session.reset();
+    const ceiling = Math.min(backoff.maxMs, backoff.initialMs * 2 ** attempt++);
+    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    logger.debug("reconnecting", { inMs: Math.round(delay) });
+    await Promise.race([new Promise((r) => setTimeout(r, delay)), ended]);
+  }
+}
+
+/** Makes way for the app socket; returns why it cannot, or null. */
+async function claimSocket(path: string, replace: boolean, logger: Logger): Promise<string | null> {
+  const state = await inspectSocketPath(path);
+  if (state.kind === "absent") return null;
+  if (state.kind === "stale") {
+    logger.debug("removing stale socket", { path });
+    await fs.rm(path, { force: true });
+    return null;
+  }
+  if (!replace || state.pids.length === 0) {
+    return state.pids.length === 0
+      ? `Cannot start the app: ${path} is in use by a process you cannot see; choose another socket path`
+      : `Cannot start the app: ${path} is in use by pid ${state.pids.join(", ")}; stop it, or run with --replace`;
+  }
+  for (const pid of state.pids) {
+    logger.info("replacing the process listening on the socket", { path, pid });
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch { /* gone */ }
+  }
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const now = await inspectSocketPath(path);
+    if (now.kind !== "live") break;
+    if (Date.now() > deadline) {
+      for (const pid of now.pids) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+      if (Date.now() > deadline + 5000) {
+        throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE", `Cannot replace the process on ${path}: it does not stop`);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await fs.rm(path, { force: true });
+  return null;
+}
+
+/** Removes the app socket file if nothing listens on it any more. */
+async function removeStaleSocket(path: string): Promise<void> {
+  if ((await inspectSocketPath(path).catch(() => null))?.kind === "stale") await fs.rm(path, { force: true });
+}

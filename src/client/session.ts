@@ -1,0 +1,219 @@
+/**
+ * The client's side of one gateway: an SSH master (shared with the user's
+ * other runs), the forward of the gateway's control socket, the forward of
+ * the app socket into the directory the gateway assigns, and the
+ * registration on the control connection, made again after each drop.
+ *
+ * @module
+ */
+import { promises as fs } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { join } from "node:path";
+import { readLines } from "../control/lines.ts";
+import { decodeLine, encodeLine, parseBanner, parseReply } from "../control/protocol.ts";
+import { ConductorError, messageOf } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import { SAFE_PATH_RE } from "../ssh/destination.ts";
+import type { SshSettings } from "../ssh/master.ts";
+import { leaseMaster, type MasterLease } from "../ssh/shared_master.ts";
+import type { EventSink } from "./events.ts";
+
+/** Settings of a {@link GatewaySession}. */
+export interface SessionOptions {
+  ssh: SshSettings;
+  /** The app's socket (absolute). */
+  appSocket: string;
+  /** Route key to ask for; null sends none (the gateway then uses "none"). */
+  key: string | null;
+  /** The token, for the `live` event. */
+  token: string;
+  /** Hex blake2b-512 of the token, sent to the gateway. */
+  authHash: string;
+  /** The user's private runtime directory (control sockets). */
+  runtimeDir: string;
+  /** Resolves when the app accepts connections. */
+  appReady: () => Promise<void>;
+  events: EventSink;
+  logger: Logger;
+  /** Time to wait for each line from the gateway, in ms. Default 30 s. */
+  lineTimeoutMs?: number;
+}
+
+/** The gateway refused the registration: trying again would not help. */
+export class RegistrationRefused extends ConductorError {
+  constructor(reason: string) {
+    super("CONDUCTOR_ERR_PROTOCOL", reason);
+    this.name = "RegistrationRefused";
+  }
+}
+
+/** A live registration. */
+export interface Registration {
+  urls: string[];
+  /** Resolves when the control connection ends. */
+  closed: Promise<void>;
+}
+
+/** The connection to one gateway, registered again as often as needed. */
+export class GatewaySession {
+  readonly #o: SessionOptions;
+  #lease: MasterLease | null = null;
+  #runDir: string | null = null;
+  #forwards = 0;
+  #localControl: string | null = null;
+  #remoteSocket: string | null = null;
+  #control: Socket | null = null;
+  #closed = false;
+
+  constructor(options: SessionOptions) {
+    this.#o = options;
+  }
+
+  /** Connects (or reuses the connection), forwards, registers; throws on failure ({@link RegistrationRefused} when the gateway said no). */
+  async register(): Promise<Registration> {
+    const o = this.#o;
+    const d = o.ssh.destination;
+    const master = await this.#master();
+    o.events({ state: "connect", user: d.user, host: d.host, port: d.port });
+
+    if (this.#localControl === null) {
+      const local = join(await this.#dir(), `control-${++this.#forwards}.sock`);
+      await fs.rm(local, { force: true });
+      await master.forwardLocal(local, d.controlPath);
+      this.#localControl = local;
+    }
+    const control = await this.#connectControl(this.#localControl);
+    const lines = lineQueue(control, o.lineTimeoutMs ?? 30_000);
+    const bannerLine = await lines.next("the banner");
+    const bannerJson = decodeLine(bannerLine);
+    o.events({ state: "controlConnect", path: d.controlPath, banner: bannerJson as never });
+    const banner = parseBanner(bannerJson);
+    if (!SAFE_PATH_RE.test(banner.directory)) {
+      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot use the directory the gateway assigned, ${JSON.stringify(banner.directory)}: unexpected characters`);
+    }
+    const remote = banner.directory + "/socket";
+    await this.#dropRemoteForward();
+    await master.forwardRemote(remote, o.appSocket);
+    this.#remoteSocket = remote;
+    // sshd creates the socket with mode 0600 (StreamLocalBindMask 0177); the gateway connects through its group.
+    const chmod = await master.exec(["chmod", "660", remote]);
+    if (chmod.code !== 0) o.logger.warn("cannot make the forwarded socket group-accessible", { path: remote, error: chmod.stderr.trim() });
+
+    await o.appReady();
+    this.#check();
+    const config: Record<string, string> = { auth: o.authHash };
+    if (o.key !== null) config.key = o.key;
+    control.write(encodeLine(config));
+    const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
+    if (reply.status === "error") throw new RegistrationRefused(reply.reason);
+    o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls } });
+    return { urls: reply.urls, closed: lines.closed };
+  }
+
+  /** Forgets the control forward and the master after a drop, so the next attempt checks them again. */
+  async reset(): Promise<void> {
+    this.#control?.destroy();
+    this.#control = null;
+    if (this.#lease !== null && await this.#lease.master.check() === null) {
+      // The master died: its forwards died with it.
+      this.#localControl = null;
+      this.#remoteSocket = null;
+      await this.#lease.release().catch(() => {});
+      this.#lease = null;
+    }
+  }
+
+  /** Ends the registration and stops using SSH; removes the run's files. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#control?.destroy();
+    const lease = this.#lease;
+    if (lease !== null) {
+      await this.#dropRemoteForward();
+      if (this.#localControl !== null) await lease.master.cancelLocal(this.#localControl, this.#o.ssh.destination.controlPath);
+      await lease.release().catch((err) => this.#o.logger.warn("cannot stop the SSH master", { error: messageOf(err) }));
+    }
+    if (this.#runDir !== null) await fs.rm(this.#runDir, { recursive: true, force: true });
+  }
+
+  async #master() {
+    this.#check();
+    if (this.#lease === null) {
+      this.#lease = await leaseMaster(this.#o.ssh, this.#o.runtimeDir);
+      this.#o.logger.debug(this.#lease.reused ? "reusing SSH master" : "started SSH master", { control: this.#lease.master.controlPath });
+      this.#check();
+    }
+    return this.#lease.master;
+  }
+
+  async #dir(): Promise<string> {
+    if (this.#runDir === null) {
+      this.#runDir = await fs.mkdtemp(join(this.#o.runtimeDir, `run-${process.pid}-`));
+    }
+    return this.#runDir;
+  }
+
+  async #dropRemoteForward(): Promise<void> {
+    if (this.#remoteSocket !== null && this.#lease !== null) {
+      await this.#lease.master.cancelRemote(this.#remoteSocket, this.#o.appSocket);
+    }
+    this.#remoteSocket = null;
+  }
+
+  #connectControl(path: string): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(path);
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        socket.on("error", (err) => this.#o.logger.debug("control connection error", { error: err.message }));
+        this.#control = socket;
+        resolve(socket);
+      });
+      socket.once("error", (err) => reject(new ConductorError("CONDUCTOR_ERR_SSH", `Cannot reach the gateway's control socket through ${path}: ${err.message}`)));
+    });
+  }
+
+  #check(): void {
+    if (this.#closed) throw new ConductorError("CONDUCTOR_ERR_SSH", "Cannot register: the session is closing");
+  }
+}
+
+/** Lines from a socket, awaited one at a time with a time limit, and a promise of its end. */
+function lineQueue(socket: Socket, timeoutMs: number): { next(what: string): Promise<string>; closed: Promise<void> } {
+  const lines: string[] = [];
+  let ended = false;
+  let wake: (() => void) | null = null;
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((r) => { resolveClosed = r; });
+  const finish = (): void => {
+    ended = true;
+    resolveClosed();
+    wake?.();
+  };
+  readLines(socket, {
+    line: (line) => { lines.push(line); wake?.(); },
+    end: () => finish(),
+    overflow: () => { socket.destroy(); finish(); },
+  });
+  socket.once("close", finish);
+  return {
+    closed,
+    async next(what) {
+      const deadline = Date.now() + timeoutMs;
+      while (lines.length === 0) {
+        if (ended) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot register: the gateway closed the control connection before sending ${what}`);
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          socket.destroy();
+          throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot register: the gateway sent no ${what} within ${Math.round(timeoutMs / 1000)} s`);
+        }
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, left);
+          wake = () => { clearTimeout(timer); wake = null; r(); };
+        });
+      }
+      return lines.shift()!;
+    },
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * One OpenSSH master connection to the gateway, driven through its control
+ * socket: started in the background (`-f` with `ControlPersist`), checked,
+ * asked for socket forwards, used for remote commands, and stopped.
+ *
+ * Every program is spawned with an argument array; the destination comes
+ * after `--`, so no argument can be taken for an option.
+ *
+ * @module
+ */
+import { execFile, spawn } from "node:child_process";
+import { ConductorError } from "../lib/errors.ts";
+import type { Destination } from "./destination.ts";
+
+/** How to reach the gateway over SSH. */
+export interface SshSettings {
+  /** The ssh program (`CONDUCTOR_SSH`, default "ssh"). */
+  ssh: string;
+  destination: Destination;
+  /** Extra ssh options as `-o` values (`Name=value`), first in the command line so they win. */
+  options: readonly string[];
+  /** Seconds the master stays up after its last channel closes, should every conductor using it die. */
+  persistSeconds: number;
+  /** Seconds between keep-alive probes; the master gives up after 3 missed ones. */
+  aliveInterval: number;
+}
+
+/** What an ssh invocation printed and how it ended. */
+interface SshResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options of the master and of connections it makes; user options come first and win. */
+function connectionOptions(settings: SshSettings): string[] {
+  const args: string[] = [];
+  for (const option of settings.options) args.push("-o", option);
+  args.push(
+    "-o", "BatchMode=yes",
+    "-o", "ExitOnForwardFailure=yes",
+    "-o", `ServerAliveInterval=${settings.aliveInterval}`,
+    "-o", "ServerAliveCountMax=3",
+    "-o", "StreamLocalBindUnlink=yes",
+  );
+  return args;
+}
+
+function destinationArgs(destination: Destination): string[] {
+  const args: string[] = [];
+  if (destination.port !== null) args.push("-p", String(destination.port));
+  if (destination.user !== null) args.push("-l", destination.user);
+  args.push("--", destination.host);
+  return args;
+}
+
+/** A master connection reached through `controlPath`. */
+export class SshMaster {
+  readonly settings: SshSettings;
+  readonly controlPath: string;
+
+  constructor(settings: SshSettings, controlPath: string) {
+    this.settings = settings;
+    this.controlPath = controlPath;
+  }
+
+  /**
+   * Starts the master in the background; resolves once it is authenticated
+   * and ready, rejects with ssh's own message (`CONDUCTOR_ERR_SSH`) otherwise.
+   */
+  async start(timeoutMs = 60_000): Promise<void> {
+    const args = [
+      "-f", "-N", "-T",
+      "-o", "ControlMaster=yes",
+      "-o", `ControlPath=${this.controlPath}`,
+      "-o", `ControlPersist=${this.settings.persistSeconds}`,
+      ...connectionOptions(this.settings),
+      ...destinationArgs(this.settings.destination),
+    ];
+    const result = await this.#run(args, timeoutMs, true);
+    if (result.code !== 0) {
+      throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot connect to ${this.#where()}: ${sshMessage(result)}`);
+    }
+  }
+
+  /** The master's pid when it answers on its control socket, else null. */
+  async check(): Promise<number | null> {
+    const result = await this.#control(["-O", "check"]);
+    if (result.code !== 0) return null;
+    const m = /pid=([0-9]+)/.exec(result.stderr);
+    return m ? Number(m[1]) : 0;
+  }
+
+  /** Forwards the local socket `local` to `remote` on the gateway (`-L local:remote`). */
+  async forwardLocal(local: string, remote: string): Promise<void> {
+    await this.#forward("forward", "-L", `${local}:${remote}`);
+  }
+
+  /** Forwards the gateway socket `remote` to the local socket `local` (`-R remote:local`). */
+  async forwardRemote(remote: string, local: string): Promise<void> {
+    await this.#forward("forward", "-R", `${remote}:${local}`);
+  }
+
+  /** Cancels a forward made by {@link forwardLocal}; a gone master is fine. */
+  async cancelLocal(local: string, remote: string): Promise<void> {
+    await this.#control(["-O", "cancel", "-L", `${local}:${remote}`]);
+  }
+
+  /** Cancels a forward made by {@link forwardRemote}; a gone master is fine. */
+  async cancelRemote(remote: string, local: string): Promise<void> {
+    await this.#control(["-O", "cancel", "-R", `${remote}:${local}`]);
+  }
+
+  /** Runs a command on the gateway through the master; the arguments must need no quoting. */
+  async exec(command: readonly string[], timeoutMs = 30_000): Promise<SshResult> {
+    for (const word of command) {
+      if (!/^[A-Za-z0-9._\/:=+-]+$/.test(word)) {
+        throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot run ${JSON.stringify(word)} on the gateway: it would need shell quoting`);
+      }
+    }
+    return this.#run(["-S", this.controlPath, "-o", "ControlMaster=no", "-T", ...destinationArgs(this.settings.destination), ...command], timeoutMs, false);
+  }
+
+  /** Asks the master to exit; a gone master is fine. */
+  async exit(): Promise<void> {
+    await this.#control(["-O", "exit"]);
+  }
+
+  async #forward(op: string, flag: string, spec: string): Promise<void> {
+    const result = await this.#control(["-O", op, flag, spec]);
+    if (result.code !== 0) {
+      throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot forward ${flag} ${spec} through ${this.#where()}: ${sshMessage(result)}`);
+    }
+  }
+
+  #control(op: string[]): Promise<SshResult> {
+    return this.#run(["-S", this.controlPath, ...op, ...destinationArgs(this.settings.destination)], 30_000, false);
+  }
+
+  #where(): string {
+    const d = this.settings.destination;
+    return `${d.user !== null ? d.user + "@" : ""}${d.host}${d.port !== null ? ":" + d.port : ""}`;
+  }
+
+  /** Runs ssh; with `detach`, stdout/stderr of a backgrounded master are not waited for. */
+  #run(args: string[], timeoutMs: number, detach: boolean): Promise<SshResult> {
+    if (!detach) {
+      return new Promise((resolve) => {
+        execFile(this.settings.ssh, args, { timeout: timeoutMs, encoding: "utf8" }, (err, stdout, stderr) => {
+          const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 255;
+          resolve({ code, stdout, stderr: stderr || (err && typeof (err as { code?: unknown }).code === "string" ? err.message : "") });
+        });
+      });
+    }
+    return new Promise((resolve) => {
+      // The backgrounded master keeps ssh's stdio only until it detaches; collect stderr until the foreground exits.
+      const child = spawn(this.settings.ssh, args, { stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr.setEncoding("utf8");
+      child.stderr.on("data", (chunk: string) => { if (stderr.length < 8192) stderr += chunk; });
+      const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
+      child.on("error", (err) => {
+        clearTimeout(timer);
+        resolve({ code: 255, stdout: "", stderr: `cannot run ${this.settings.ssh}: ${err.message}` });
+      });
+      child.on("exit", (code) => {
+        clearTimeout(timer);
+        child.stderr.destroy();
+        resolve({ code: code ?? 255, stdout: "", stderr });
+      });
+    });
+  }
+}
+
+/** ssh's error text, trimmed to its meaningful lines. */
+function sshMessage(result: SshResult): string {
+  const lines = result.stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("Warning: Permanently added"));
+  return lines.length > 0 ? lines.slice(-3).join("; ") : `ssh exited with status ${result.code}`;
+}

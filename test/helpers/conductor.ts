@@ -1,0 +1,86 @@
+/**
+ * `conductor` (the client) for end-to-end tests: run as a test user against
+ * the private sshd and a gateway, with the test app as its command.
+ *
+ * @module
+ */
+import { mkdtempSync, rmSync, chownSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Cleanup } from "./cleanup.ts";
+import { account, type AccountName } from "./accounts.ts";
+import { isRoot } from "./env.ts";
+import type { TestGateway } from "./gateway.ts";
+import { bin, fixture } from "./install.ts";
+import { startProcess, type TestProcess } from "./process.ts";
+import type { TestSshd } from "./sshd.ts";
+
+/** Options of {@link startConductor}. */
+export interface ConductorStart {
+  /** Run as this user (when root). Default alice. */
+  user?: AccountName;
+  key?: string;
+  token?: string;
+  /** Extra conductor arguments before the gateway. */
+  args?: string[];
+  /** The app command; default the test app. */
+  command?: string[];
+  /** Use this app socket path instead of a fresh one. */
+  appSocket?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** A running client. */
+export interface TestConductor {
+  process: TestProcess;
+  appSocket: string;
+  /** The user's private home-like directory holding the app socket. */
+  dir: string;
+  /** Waits for the n-th (1-based) `live` event and returns it. */
+  live(n?: number, timeoutMs?: number): Promise<{ auth: string; key: string; urls: string[] }>;
+  events(): Array<Record<string, unknown>>;
+}
+
+/** A directory owned by `user` for its sockets; removed when `t` ends. */
+export function userDir(t: Cleanup, user: AccountName): string {
+  const dir = mkdtempSync(join(tmpdir(), `conductor-${user}-`));
+  if (isRoot) {
+    const a = account(user);
+    chownSync(dir, a.uid, a.gid);
+  }
+  chmodSync(dir, 0o700);
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Starts `conductor` against `gw` through `sshd`. */
+export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, options: ConductorStart = {}): TestConductor {
+  const user = options.user ?? "alice";
+  const dir = userDir(t, user);
+  const appSocket = options.appSocket ?? join(dir, "app.sock");
+  const destination = `${sshd.loginName(user)}@127.0.0.1:${sshd.port}${gw.controlPath}`;
+  const args = [bin("conductor"), ...(options.args ?? [])];
+  if (options.key !== undefined) args.push("-k", options.key);
+  for (const o of sshd.clientOptions(user)) args.push("-o", o);
+  args.push(destination, appSocket, "--", ...(options.command ?? [process.execPath, fixture("serve")]));
+  const env: NodeJS.ProcessEnv = { ...options.env };
+  if (options.token !== undefined) env.CONDUCTOR_TOKEN = options.token;
+  const proc = startProcess(t, process.execPath, args, { user, env, cwd: dir });
+  return {
+    process: proc,
+    appSocket,
+    dir,
+    events: () => proc.json(),
+    live: async (n = 1, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const lives = proc.json().filter((e) => e.state === "live");
+        if (lives.length >= n) return lives[n - 1].config as { auth: string; key: string; urls: string[] };
+        const failed = proc.json().find((e) => e.state === "failed");
+        if (failed !== undefined) throw new Error(`conductor failed: ${failed.reason}\n${proc.stderr.join("\n")}`);
+        if (Date.now() > deadline) throw new Error(`no live event #${n} in time;\nstdout:\n${proc.stdout.join("\n")}\nstderr:\n${proc.stderr.join("\n")}`);
+        await proc.waitForJson(() => false, 200).catch(() => {});
+      }
+    },
+  };
+}

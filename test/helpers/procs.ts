@@ -1,0 +1,40 @@
+/**
+ * What runs on this machine, from /proc: used to show that nothing is left
+ * behind (zombies, which only wait for their parent to reap them, are skipped).
+ *
+ * @module
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+/** A live process. */
+export interface ProcInfo {
+  pid: number;
+  uid: number;
+  cmdline: string;
+}
+
+/** Live (non-zombie) processes whose command line contains `needle`. */
+export function processesMatching(needle: string): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      if (/^State:\s+Z/m.test(status)) continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ").trim();
+      if (!cmdline.includes(needle)) continue;
+      out.push({ pid: Number(entry), uid: Number(/^Uid:\s+(\d+)/m.exec(status)![1]), cmdline });
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
+}
+
+/** Waits until no live process matches `needle`; returns those still there after `timeoutMs`. */
+export async function waitGone(needle: string, timeoutMs = 10_000): Promise<ProcInfo[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = processesMatching(needle);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
