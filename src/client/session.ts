@@ -82,6 +82,9 @@ export class GatewaySession {
       await master.forwardLocal(local, d.controlPath);
       this.#localControl = local;
     }
+    // Only a ready app is registered; waiting here keeps the gateway's connection short.
+    await o.appReady();
+    this.#check();
     const control = await this.#connectControl(this.#localControl);
     const lines = lineQueue(control, o.lineTimeoutMs ?? 30_000);
     const bannerLine = await lines.next("the banner");
@@ -99,8 +102,6 @@ export class GatewaySession {
     const chmod = await master.exec(["chmod", "660", remote]);
     if (chmod.code !== 0) o.logger.warn("cannot make the forwarded socket group-accessible", { path: remote, error: chmod.stderr.trim() });
 
-    await o.appReady();
-    this.#check();
     const config: Record<string, string> = { auth: o.authHash };
     if (o.key !== null) config.key = o.key;
     control.write(encodeLine(config));

@@ -52,21 +52,52 @@ export async function lockClientDir(dir: string): Promise<void> {
   await fs.chmod(dir, CLIENT_DIR_LOCKED_MODE);
 }
 
-/** Removes a client directory and the socket in it; a missing directory is fine. */
+/**
+ * Checks, after locking, that a client placed nothing in its directory but
+ * the socket: the directory was world-writable until then.
+ */
+export async function checkClientDirContents(dir: string): Promise<void> {
+  const extra = (await fs.readdir(dir)).filter((name) => name !== SOCKET_NAME);
+  if (extra.length > 0) {
+    throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE",
+      `Cannot register route: ${dir} holds ${extra.map((n) => JSON.stringify(n)).join(", ")} besides the socket; place only the forwarded socket there`);
+  }
+}
+
+/**
+ * Removes a client directory and what is in it; a missing directory is fine.
+ * It is locked first, so that even if a user left something the gateway
+ * cannot remove (a directory of theirs with content), nobody can add more.
+ */
 export async function removeClientDir(dir: string): Promise<void> {
+  try {
+    await fs.chmod(dir, 0o700);
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return;
+    throw err;
+  }
   await fs.rm(dir, { recursive: true, force: true });
 }
 
-/** Removes every entry of `socketsDir` whose path is not in `keep`; returns the paths removed. */
-export async function sweepClientDirs(socketsDir: string, keep: ReadonlySet<string>): Promise<string[]> {
+/**
+ * Removes every entry of `socketsDir` whose path is not in `keep`. Returns the
+ * paths removed and the errors of those that could not be (they are locked
+ * and left for the admin).
+ */
+export async function sweepClientDirs(socketsDir: string, keep: ReadonlySet<string>): Promise<{ removed: string[]; failed: Array<{ path: string; error: unknown }> }> {
   const removed: string[] = [];
+  const failed: Array<{ path: string; error: unknown }> = [];
   for (const name of await fs.readdir(socketsDir)) {
     const path = join(socketsDir, name);
     if (keep.has(path)) continue;
-    await fs.rm(path, { recursive: true, force: true });
-    removed.push(path);
+    try {
+      await removeClientDir(path);
+      removed.push(path);
+    } catch (error) {
+      failed.push({ path, error });
+    }
   }
-  return removed;
+  return { removed, failed };
 }
 
 /** A word for a file's type, for messages. */

@@ -14,7 +14,8 @@ import { lookupAccount } from "../lib/users.ts";
 import { RoutePool, type PoolOptions, DEFAULT_POOL_OPTIONS } from "../gateway/pool.ts";
 import type { Route, RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
-import { createClientDir, lockClientDir, prepareSocketsDir, removeClientDir, SOCKET_NAME, sweepClientDirs } from "./directories.ts";
+import { checkClientDirContents, createClientDir, lockClientDir, prepareSocketsDir, removeClientDir, SOCKET_NAME, sweepClientDirs } from "./directories.ts";
+import { checkHostOwnership, checkUserName } from "./naming.ts";
 import { readLines } from "./lines.ts";
 import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
 import { inspectRouteSocket, probeSocket, removeStaleSocket } from "./socket_check.ts";
@@ -28,9 +29,9 @@ export interface ControlOptions {
   logger: Logger;
   /** Most routes one user may hold. Default 64. */
   maxRoutesPerUser?: number;
-  /** Time a new connection has to send its config, in ms. Default 30 s. */
+  /** Time a new connection has to send its config, in ms. Default 60 s. */
   configTimeoutMs?: number;
-  /** Most connections that have not registered yet. Default 256. */
+  /** Most connections that have not registered yet. Default 1024. */
   maxPending?: number;
   pool?: PoolOptions;
 }
@@ -52,12 +53,15 @@ export const CONTROL_SOCKET_NAME = "client";
 export async function startControlServer(options: ControlOptions): Promise<ControlServer> {
   const { routes, stats, logger } = options;
   const maxPerUser = options.maxRoutesPerUser ?? 64;
-  const configTimeoutMs = options.configTimeoutMs ?? 30_000;
-  const maxPending = options.maxPending ?? 256;
+  const configTimeoutMs = options.configTimeoutMs ?? 60_000;
+  const maxPending = options.maxPending ?? 1024;
   const poolOptions = options.pool ?? DEFAULT_POOL_OPTIONS;
   const socketsDir = await prepareSocketsDir(options.runtimeDir);
   const swept = await sweepClientDirs(socketsDir, new Set());
-  if (swept.length > 0) logger.info("removed stale client directories", { count: swept.length, dir: socketsDir });
+  if (swept.removed.length > 0) logger.info("removed stale client directories", { count: swept.removed.length, dir: socketsDir });
+  for (const { path, error } of swept.failed) {
+    logger.warn("cannot remove a stale client directory; it is locked, remove it as root", { dir: path, error });
+  }
   const path = join(options.runtimeDir, CONTROL_SOCKET_NAME);
   await removeStaleSocket(path, "--runtime-dir");
 
@@ -70,6 +74,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     const id = nextId++;
     if (pending >= maxPending) {
       logger.warn("too many unregistered control connections; refusing one", { limit: maxPending });
+      socket.on("error", () => socket.destroy());
       socket.end(encodeLine({ status: "error", reason: "Cannot accept connection: the gateway is busy; try again shortly" }));
       return;
     }
@@ -87,7 +92,8 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
       close();
     }, configTimeoutMs);
 
-    const close = (reason?: string): void => {
+    /** Ends the connection; `graceful` lets a last reply reach the client first. */
+    const close = (reason?: string, graceful = false): void => {
       if (state === "closed") return;
       state = "closed";
       clearTimeout(timer);
@@ -95,14 +101,15 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
       open.delete(socket);
       if (route !== null) {
         if (routes.remove(route)) logger.info("route removed", { key: route.key, user: route.user, reason: reason ?? "client disconnected" });
-        route.pool.close();
+        route.pool.destroy();
         route = null;
       }
-      socket.destroy();
+      if (graceful) socket.end();
+      else socket.destroy();
       if (directory !== null) {
         const dir = directory;
         const removal = removeClientDir(dir)
-          .catch((err) => logger.warn("cannot remove client directory", { dir, error: err }))
+          .catch((err) => logger.warn("cannot remove client directory; it is locked, remove it as root", { dir, error: err }))
           .finally(() => removals.delete(removal));
         removals.add(removal);
       }
@@ -124,10 +131,13 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
       if (dir === null) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: config sent before the banner");
       // Lock first: from here on nobody but the gateway can swap the socket.
       await lockClientDir(dir);
+      await checkClientDirContents(dir);
       const socketPath = join(dir, SOCKET_NAME);
       const facts = await inspectRouteSocket(socketPath);
       const account = await lookupAccount(facts.uid);
       const user = account.name.toLowerCase();
+      checkUserName(user);
+      await checkHostOwnership(request.key, user, routes.patterns);
       await probeSocket(socketPath);
       if (state === "closed") throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: the client went away");
       const authHash = Buffer.from(request.auth, "hex");
@@ -175,8 +185,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
             const reason = messageOf(err);
             logger.info("registration refused", { conn: id, reason, code: (err as ConductorError).code });
             reply({ status: "error", reason });
-            socket.end();
-            close();
+            close(reason, true);
           });
         } else {
           log("ignoring control line after registration", { bytes: line.length });
@@ -185,7 +194,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
       end: () => close(),
       overflow: () => {
         reply({ status: "error", reason: "Cannot parse control message: line too long" });
-        close();
+        close("line too long", true);
       },
     });
 

@@ -16,6 +16,8 @@ export interface DomainPattern {
   source: string;
   /** The host name of route `key` of `user` under this pattern. */
   render(key: string, user: string): string;
+  /** Every way `host` can be read as a key and a user under this pattern (several when they contain the separator). */
+  split(host: string): Array<{ key: string; user: string }>;
 }
 
 const PATTERN_CHARS = /^[a-z0-9.:\[\]{}_-]+$/;
@@ -44,6 +46,17 @@ export function parseDomainPattern(pattern: string): DomainPattern {
     render: keyFirst
       ? (key, user) => a + key + b + user + c
       : (key, user) => a + user + b + key + c,
+    split(host) {
+      const parses: Array<{ key: string; user: string }> = [];
+      if (!host.startsWith(a) || !host.endsWith(c) || host.length < a.length + b.length + c.length + 2) return parses;
+      const middle = host.slice(a.length, host.length - c.length);
+      for (let i = middle.indexOf(b, 1); i !== -1 && i + b.length < middle.length; i = middle.indexOf(b, i + 1)) {
+        const first = middle.slice(0, i);
+        const second = middle.slice(i + b.length);
+        parses.push(keyFirst ? { key: first, user: second } : { key: second, user: first });
+      }
+      return parses;
+    },
   };
 }
 

@@ -19,7 +19,7 @@ import { forwardRequest, type ProxyContext } from "./proxy.ts";
 import { checkRequest, isRefusal, MAX_HEADER_LINES } from "./request_check.ts";
 import type { Route, RouteTable } from "./routes.ts";
 import { metricsText, statusJson, type Gauges, type Stats } from "./stats.ts";
-import { tunnelUpgrade } from "./upgrade.ts";
+import { forwardUpgrade } from "./upgrade.ts";
 
 /** Time limits of the browser side, in ms. */
 export interface FrontTimeouts {
@@ -47,8 +47,15 @@ export interface FrontEndOptions {
   timeouts?: FrontTimeouts;
 }
 
-const kBusy = Symbol("conductor.busy");
-type TrackedSocket = Socket & { [kBusy]?: boolean };
+const kInFlight = Symbol("conductor.inFlight");
+const kRefusal = Symbol("conductor.refusal");
+const kLast = Symbol("conductor.last");
+/**
+ * A browser connection with the number of its responses not yet finished
+ * (pipelining makes it more than one), its latest request, and the error page
+ * owed once those responses are done.
+ */
+type TrackedSocket = Socket & { [kInFlight]?: number; [kLast]?: IncomingMessage; [kRefusal]?: number };
 
 /** Creates the (not yet listening) HTTP or HTTPS server of the gateway. */
 export function createFrontEnd(options: FrontEndOptions): Server {
@@ -82,13 +89,16 @@ export function createFrontEnd(options: FrontEndOptions): Server {
 
   function onResponseClose(this: ServerResponse): void {
     stats.requestActive--;
-    (this.req.socket as TrackedSocket)[kBusy] = false;
+    const socket = this.req.socket as TrackedSocket;
+    if (--socket[kInFlight]! === 0 && socket[kRefusal] !== undefined) writeRawPage(socket, socket[kRefusal]);
   }
 
   server.on("request", (req: IncomingMessage, res: ServerResponse) => {
     stats.requestTotal++;
     stats.requestActive++;
-    (req.socket as TrackedSocket)[kBusy] = true;
+    const tracked = req.socket as TrackedSocket;
+    tracked[kInFlight] = (tracked[kInFlight] ?? 0) + 1;
+    tracked[kLast] = req;
     res.once("close", onResponseClose);
     const checked = checkRequest(req);
     if (isRefusal(checked)) {
@@ -120,9 +130,10 @@ export function createFrontEnd(options: FrontEndOptions): Server {
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, early: Buffer) => {
     stats.requestTotal++;
     const checked = checkRequest(req);
-    if (isRefusal(checked)) {
+    if (isRefusal(checked) || hasBody(req)) {
+      // An upgrade request with a body would leave the body for the app to read as the next request.
       stats.badRequest++;
-      return writeRawPage(socket, checked.status);
+      return writeRawPage(socket, isRefusal(checked) ? checked.status : 400);
     }
     const route = isConductorPath(req.url!) ? undefined : routes.lookup(checked.host);
     if (route === undefined) {
@@ -134,7 +145,7 @@ export function createFrontEnd(options: FrontEndOptions): Server {
       stats.unauthorized++;
       return writeRawPage(socket, 403);
     }
-    tunnelUpgrade(ctx, route, socket, forward.head, early);
+    forwardUpgrade(ctx, route, socket, forward.head, early);
   });
 
   server.on("connect", (_req: IncomingMessage, socket: Duplex) => {
@@ -145,14 +156,23 @@ export function createFrontEnd(options: FrontEndOptions): Server {
 
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
     const tracked = socket as TrackedSocket;
-    if (err.code === "ECONNRESET" || !socket.writable || tracked[kBusy]) {
-      // A response is in flight on this connection: it cannot carry an error page any more.
+    if (err.code === "ECONNRESET" || !socket.writable || tracked[kRefusal] !== undefined) {
       socket.destroy();
       return;
     }
     stats.badRequest++;
     const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
     logger.debug("malformed request", { status, code: err.code });
+    if ((tracked[kInFlight] ?? 0) > 0) {
+      if (tracked[kLast]?.complete === false) {
+        // The body of a request being answered is broken: that response cannot be finished.
+        socket.destroy();
+        return;
+      }
+      // Earlier pipelined requests are still being answered: the page follows their responses.
+      tracked[kRefusal] = status;
+      return;
+    }
     writeRawPage(socket, status);
   });
 

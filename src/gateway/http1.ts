@@ -25,6 +25,8 @@ export interface ResponseHead {
   keepAlive: boolean;
   /** The app's idle time-out from `Keep-Alive: timeout=N`, in ms, or null. */
   keepAliveTimeoutMs: number | null;
+  /** The Upgrade field (a 101 response's new protocol), or null. */
+  upgrade: string | null;
 }
 
 /** A response from an app that cannot be forwarded. */
@@ -57,6 +59,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   let transferEncoding: string | null = null;
   let contentLength: string | null = null;
   let keepAliveHeader = "";
+  let upgrade: string | null = null;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -73,6 +76,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
       if (contentLength !== null && contentLength !== value) throw new BadResponseError("conflicting Content-Length headers");
       contentLength = value;
     } else if (lower === "keep-alive") keepAliveHeader = value;
+    else if (lower === "upgrade") upgrade = value;
     names.push(name);
     values.push(value);
   }
@@ -85,13 +89,11 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
     framing = "none";
   } else if (transferEncoding !== null) {
     const codings = transferEncoding.split(",").map((t) => t.trim()).filter((t) => t !== "");
-    if (codings[codings.length - 1] === "chunked" && codings.indexOf("chunked") === codings.length - 1) {
-      framing = "chunked";
-      // A response with both is suspect (RFC 9112 6.3): deliver it, then close.
-      if (contentLength !== null) keepAlive = false;
-    } else {
-      framing = "close";
-    }
+    // Browsers understand no transfer coding but chunked, which the gateway decodes itself.
+    if (codings.length !== 1 || codings[0] !== "chunked") throw new BadResponseError(`unsupported Transfer-Encoding ${JSON.stringify(transferEncoding)}`);
+    framing = "chunked";
+    // A response with both is suspect (RFC 9112 6.3): deliver it, then close.
+    if (contentLength !== null) keepAlive = false;
   } else if (contentLength !== null) {
     if (!/^[0-9]{1,15}$/.test(contentLength)) throw new BadResponseError(`invalid Content-Length ${JSON.stringify(contentLength)}`);
     length = Number(contentLength);
@@ -118,6 +120,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
     length,
     keepAlive,
     keepAliveTimeoutMs: timeout ? Number(timeout[1]) * 1000 : null,
+    upgrade,
   };
 }
 

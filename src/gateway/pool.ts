@@ -1,6 +1,7 @@
 /**
- * Keep-alive connections to one route's app socket, so that a stream of
- * requests does not open a new SSH channel each time.
+ * The connections to one route's app socket: keep-alive connections, so that
+ * a stream of requests does not open a new SSH channel each time, and the
+ * websocket tunnels, so that they end with the route.
  *
  * Idle connections are reused last-in first-out (the most recently used one
  * is the least likely to have been closed by the app), bounded in number and
@@ -8,6 +9,7 @@
  *
  * @module
  */
+import type { Socket } from "node:net";
 import type { Stats } from "./stats.ts";
 import { Upstream, type UpstreamOwner, type UpstreamTimeouts } from "./upstream.ts";
 
@@ -27,6 +29,7 @@ export class RoutePool implements UpstreamOwner {
   #stats: Stats;
   #idle: Upstream[] = [];
   #open = new Set<Upstream>();
+  #tunnels = new Set<Socket>();
   #closed = false;
 
   constructor(path: string, stats: Stats, options: PoolOptions = DEFAULT_POOL_OPTIONS) {
@@ -80,15 +83,21 @@ export class RoutePool implements UpstreamOwner {
     if (i !== -1) this.#idle.splice(i, 1);
   }
 
-  /** Closes idle connections and refuses to keep any from now on; busy ones finish first. Safe to call twice. */
-  close(): void {
-    this.#closed = true;
-    for (const upstream of this.#idle.splice(0)) upstream.destroy();
+  /** Takes a connection that became a tunnel, to end it with the route. */
+  adopt(socket: Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    this.#tunnels.add(socket);
+    socket.once("close", () => this.#tunnels.delete(socket));
   }
 
-  /** Ends every connection now, busy ones included. */
+  /** Ends every connection now, busy ones and tunnels included, and keeps none from now on. Safe to call twice. */
   destroy(): void {
-    this.close();
+    this.#closed = true;
+    for (const upstream of this.#idle.splice(0)) upstream.destroy();
     for (const upstream of this.#open) upstream.destroy();
+    for (const socket of this.#tunnels) socket.destroy();
   }
 }

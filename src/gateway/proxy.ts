@@ -20,6 +20,10 @@ export interface ProxyContext {
 }
 
 const CRLF = "\r\n";
+/** Methods that may be sent twice (RFC 9110 section 9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+/** Failures of a reused connection that mean the app had closed it while idle. */
+const RETRY_CODES = new Set(["EEMPTY", "ECONNRESET", "EPIPE"]);
 const LAST_CHUNK = "0\r\n\r\n";
 
 /**
@@ -97,8 +101,10 @@ class Exchange implements ExchangeHandler {
 
   onResponseHead(head: ResponseHead): void {
     const res = this.#res;
+    // The app answers before the browser finished sending: this connection ends with the response.
+    const headers = this.#hasBody && !this.#req.complete ? [...head.headers, "Connection", "close"] : head.headers;
     try {
-      res.writeHead(head.status, head.reason, head.headers);
+      res.writeHead(head.status, head.reason, headers);
     } catch (err) {
       // Node refused a field the parser let through: treat as a broken app.
       this.#ctx.logger.warn("bad response head from app", { route: this.#route.key, user: this.#route.user, error: err });
@@ -127,7 +133,8 @@ class Exchange implements ExchangeHandler {
 
   onUpstreamError(err: Error, retryable: boolean, started: boolean): void {
     if (this.#done) return;
-    if (retryable && !this.#retried && !this.#hasBody && !this.#res.destroyed) {
+    if (retryable && !this.#retried && !this.#hasBody && !this.#res.destroyed &&
+      RETRY_CODES.has((err as NodeJS.ErrnoException).code ?? "") && IDEMPOTENT.has(this.#req.method ?? "")) {
       // The app closed a pooled connection while it was idle: try once on a fresh one.
       this.#retried = true;
       this.start(this.#route.pool.connect());

@@ -37,6 +37,8 @@ export interface GatewayOptions {
   maxRoutesPerUser?: number;
   /** Time a control connection has to send its config, in ms. */
   configTimeoutMs?: number;
+  /** Most control connections waiting for their config. */
+  maxPending?: number;
   frontTimeouts?: FrontTimeouts;
   pool?: PoolOptions;
 }
@@ -87,6 +89,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       logger,
       maxRoutesPerUser: options.maxRoutesPerUser,
       configTimeoutMs: options.configTimeoutMs,
+      maxPending: options.maxPending,
       pool: options.pool,
     });
   } catch (err) {

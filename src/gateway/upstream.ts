@@ -22,6 +22,11 @@ export interface ExchangeHandler {
   /** The app socket can take more request body after a write returned false. */
   onUpstreamDrain(): void;
   /**
+   * The app agreed to switch protocols (101) on an upgrade request: the
+   * connection is the handler's now, with `rest` already read from it.
+   */
+  onUpgrade?(head: ResponseHead, socket: Socket, rest: Buffer): void;
+  /**
    * The exchange failed. `retryable`: the connection was a reused one and
    * nothing came back, so the app may have closed it while idle.
    * `started`: the head was already delivered.
@@ -75,6 +80,7 @@ export class Upstream {
   #started = false;
   #requestDone = false;
   #keepAlive = false;
+  #upgrade = false;
   #idleMs: number;
   #sink = (data: Buffer): void => this.#deliver(data);
 
@@ -96,10 +102,15 @@ export class Upstream {
     return this.#handler !== null;
   }
 
-  /** Sends a request head; the body, if any, follows with {@link write} and {@link endRequest}. */
-  request(head: string, method: string, handler: ExchangeHandler): void {
+  /**
+   * Sends a request head; the body, if any, follows with {@link write} and
+   * {@link endRequest}. With `upgrade`, a 101 answer hands the connection to
+   * the handler's `onUpgrade`.
+   */
+  request(head: string, method: string, handler: ExchangeHandler, upgrade = false): void {
     this.#handler = handler;
     this.#method = method;
+    this.#upgrade = upgrade;
     this.#phase = HEAD;
     this.#head = null;
     this.#received = false;
@@ -119,7 +130,6 @@ export class Upstream {
   /** The request (head and body) has been written completely. */
   endRequest(): void {
     this.#requestDone = true;
-    if (this.#phase === IDLE) this.#finish();
   }
 
   /** Resumes reading after `onResponseData` returned false. */
@@ -200,11 +210,16 @@ export class Upstream {
     this.#head = null;
     const used = end + 4 - (prior === null ? 0 : prior.length);
     const head = parseResponseHead(buf.toString("latin1", 0, end), this.#method);
+    if (head.status === 101 && this.#upgrade) {
+      this.#handOver(head, buf.subarray(end + 4));
+      return chunk.length;
+    }
     if (head.status < 200) {
       // 1xx interim responses (100 Continue, 103 Early Hints) are not forwarded.
       return offset + used;
     }
-    this.#keepAlive = head.keepAlive;
+    // A connection that carried an upgrade request is out of HTTP at the app's end: never reuse it.
+    this.#keepAlive = head.keepAlive && !this.#upgrade;
     if (head.keepAliveTimeoutMs !== null) {
       // Close our side a second before the app would.
       this.#idleMs = Math.max(500, Math.min(this.#timeouts.idle, head.keepAliveTimeoutMs - 1000));
@@ -214,6 +229,17 @@ export class Upstream {
     this.#handler!.onResponseHead(head);
     if (head.framing === "none") this.#bodyDone(false);
     return offset + used;
+  }
+
+  /** Gives the connection to the upgrade handler: our listeners go, the pool forgets it. */
+  #handOver(head: ResponseHead, rest: Buffer): void {
+    const handler = this.#handler!;
+    this.#handler = null;
+    this.#started = true;
+    for (const event of ["data", "end", "error", "close", "drain", "timeout"]) this.socket.removeAllListeners(event);
+    this.socket.setTimeout(0);
+    this.#owner.forget(this);
+    handler.onUpgrade!(head, this.socket, Buffer.from(rest));
   }
 
   #startBody(framing: Framing, length: number): void {
@@ -242,9 +268,9 @@ export class Upstream {
   /** The response body is complete; `extra`: bytes followed it. */
   #bodyDone(extra: boolean): void {
     this.#phase = IDLE;
-    if (extra) this.#keepAlive = false;
-    if (this.#requestDone) this.#finish();
-    // Otherwise the response came before the request body ended: finish() runs in endRequest().
+    // A response that comes before the whole request was sent leaves the connection out of step.
+    if (extra || !this.#requestDone) this.#keepAlive = false;
+    this.#finish();
   }
 
   #finish(): void {
@@ -252,7 +278,9 @@ export class Upstream {
     if (handler === null) return;
     this.#handler = null;
     this.served++;
-    if (this.#keepAlive && this.socket.writable) this.#owner.release(this);
+    // Reading may have been paused for a slow browser: resume, so that bytes arriving while idle are seen and refused.
+    this.socket.resume();
+    if (this.#keepAlive && this.socket.writable && this.socket.readableLength === 0) this.#owner.release(this);
     else this.socket.destroy();
     handler.onResponseEnd();
   }

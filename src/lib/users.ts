@@ -17,20 +17,30 @@ export interface Account {
 }
 
 const CACHE_MS = 60_000;
-const cache = new Map<string, { account: Account; expires: number }>();
+const cache = new Map<string, { account: Account | null; expires: number }>();
 
 /**
  * Looks up an account by uid or name through `getent passwd`; results are cached for a minute.
  * Throws `CONDUCTOR_ERR_USER_UNKNOWN` when NSS has no such entry.
  */
 export async function lookupAccount(who: number | string): Promise<Account> {
+  const account = await findAccount(who);
+  if (account === null) {
+    throw new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN",
+      `Cannot resolve user ${who}: getent passwd knows no such ${typeof who === "number" ? "uid" : "name"}; check NSS (nsswitch.conf, sssd)`);
+  }
+  return account;
+}
+
+/** Like {@link lookupAccount}, but null when NSS has no such entry (absence is cached too). */
+export async function findAccount(who: number | string): Promise<Account | null> {
   const key = String(who);
   const hit = cache.get(key);
   if (hit && hit.expires > Date.now()) return hit.account;
   const line = await getent(key);
   if (line === null) {
-    throw new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN",
-      `Cannot resolve user ${key}: getent passwd knows no such ${typeof who === "number" ? "uid" : "name"}; check NSS (nsswitch.conf, sssd)`);
+    cache.set(key, { account: null, expires: Date.now() + CACHE_MS });
+    return null;
   }
   const account = parsePasswdLine(line);
   const expires = Date.now() + CACHE_MS;

@@ -98,6 +98,22 @@ for (const [mode, reason] of [
   });
 }
 
+test("control protocol: a directory holding more than the socket is refused and left locked (regression)", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t);
+  const reg = await register(t, gw.controlPath, { key: "clutter", token: "tok", mode: "clutter" });
+  assert.equal(reg.reply.status, "error");
+  assert.match(String(reg.reply.reason), /holds "stash" besides the socket/);
+  await reg.process.exited;
+  const dir = reg.banner.directory as string;
+  // alice's private directory cannot be removed by the gateway; it must at least be closed to everyone.
+  assert.ok(await waitFor(async () => !existsSync(dir) || (statSync(dir).mode & 0o7777) === 0o700), "the directory is locked");
+  await gw.stop();
+  const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
+  await again.process.waitForJson((l) => l.msg === "cannot remove a stale client directory; it is locked, remove it as root", 5000, "stderr");
+  const ok = await register(t, again.controlPath, { key: "fine", token: "tok" });
+  assert.equal(ok.reply.status, "ok", "the gateway restarts and serves despite the leftover");
+});
+
 test("control protocol: bob cannot claim a route in alice's name", { skip: needsRoot }, async (t) => {
   const gw = await startGateway(t);
   // Alice's app socket, somewhere bob can see it.

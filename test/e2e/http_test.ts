@@ -206,6 +206,78 @@ describe("gateway HTTP front end", () => {
     }
   });
 
+  it("forwards a refused upgrade as a response and closes, so a pipelined request never reaches the app unrouted (regression)", async () => {
+    const hostile = await register(cleanup, gw.controlPath, { key: "hostile", token: TOKEN });
+    const hostileHost = (hostile.reply.urls as string[])[0];
+    hostile.process.child.stdin!.write("refuse-upgrades\n");
+    await hostile.process.waitForJson((l) => l.event === "refusingUpgrades");
+    const { text } = await rawExchange(gw.port,
+      `GET /ws HTTP/1.1\r\nHost: ${hostileHost}\r\nCookie: ${COOKIE}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+      `GET /secret HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=someone-elses-token\r\n\r\n`);
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(text, /\r\nConnection: close\r\n/i);
+    assert.equal(text.split("HTTP/1.1").length - 1, 1, "exactly one response");
+    const seen = JSON.parse((await request({ port: gw.port, host: hostileHost, path: "/seen", headers: { Cookie: COOKIE } })).text) as string[];
+    assert.ok(!seen.includes("/secret"), `the app saw ${JSON.stringify(seen)}`);
+    const withBody = await rawExchange(gw.port,
+      `GET /ws HTTP/1.1\r\nHost: ${host}\r\nCookie: ${COOKIE}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello`);
+    assert.equal(statusOf(withBody.text), 400, "an upgrade request with a body is refused");
+    await hostile.end();
+  });
+
+  it("never hands stray bytes an app sent on an idle connection to the next request (regression)", async () => {
+    for (let i = 0; i < 2; i++) {
+      const length = await new Promise<number>((resolve, reject) => {
+        httpGet({ host: "127.0.0.1", port: gw.port, path: "/junk-after?n=8388608", headers: { Host: host, Cookie: COOKIE }, agent: false }, (res) => {
+          res.pause();
+          let n = 0;
+          setTimeout(() => { res.on("data", (c: Buffer) => { n += c.length; }); res.resume(); }, 300);
+          res.on("end", () => resolve(n));
+        }).on("error", reject);
+      });
+      assert.equal(length, 8388608);
+      await new Promise((r) => setTimeout(r, 400));
+      const next = await get("/hello");
+      assert.equal(next.text, "hello\n");
+    }
+  });
+
+  it("ends a response the app gives before reading the upload at once, and closes that connection (regression)", async () => {
+    const started = Date.now();
+    const body = Readable.from((function* () { for (let i = 0; i < 1024; i++) yield Buffer.alloc(65536, 1); })());
+    const res = await request({ port: gw.port, host, path: "/early", method: "POST", headers: { Cookie: COOKIE }, body }).catch((err: Error) => err);
+    if (res instanceof Error) {
+      // The browser may see the connection end while it still uploads; what matters is that it did not hang.
+      assert.match(res.message, /EPIPE|ECONNRESET|socket hang up/);
+    } else {
+      assert.equal(res.status, 413);
+      assert.equal(res.text, "too large\n");
+      assert.equal(res.headers.connection, "close");
+    }
+    assert.ok(Date.now() - started < 10_000, "no wait for a time-out");
+    assert.equal((await get("/hello")).status, 200);
+  });
+
+  it("never writes an error page into a pipelined response (regression)", async () => {
+    const one = `GET /bytes?n=20 HTTP/1.1\r\nHost: ${host}\r\nCookie: ${COOKIE}\r\n\r\n`;
+    const { text } = await rawExchange(gw.port, one + one + "GARBAGE\r\n\r\n");
+    const bodies = text.split(/HTTP\/1\.1 \d{3} [^\r]*\r\n/).slice(1);
+    for (const part of bodies) assert.ok(!part.includes("HTTP/1.1"), "no response inside another");
+    assert.ok(bodies.length >= 1);
+    assert.equal(statusOf(text), 200);
+  });
+
+  it("closes a route's websockets when the route goes away", async () => {
+    const temp = await register(cleanup, gw.controlPath, { key: "temporary", token: TOKEN });
+    const tempHost = (temp.reply.urls as string[])[0];
+    const ws = await openWebSocket({ port: gw.port, host: tempHost, path: "/ws", headers: { Cookie: COOKIE } });
+    ws.send("before");
+    assert.equal((await ws.receive()).toString(), "before");
+    const closed = ws.receive().then(() => "message", () => "closed");
+    await temp.end();
+    assert.equal(await closed, "closed");
+  });
+
   it("answers 502 when the app does not answer and when it closes without a reply", async () => {
     // A second route whose app we can break.
     const broken = await register(cleanup, gw.controlPath, { key: "broken", token: TOKEN });

@@ -34,6 +34,8 @@ test("parseResponseHead() refuses malformed heads", () => {
     "HTTP/1.1 200 OK\r\nBad Name: x",
     "HTTP/1.1 200 OK\r\nX: a\0b",
     "HTTP/1.1 200 OK\r\nX: a\rb",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
   ]) assert.throws(() => parseResponseHead(bad, "GET"), /Cannot forward response from app/, JSON.stringify(bad));
 });
 

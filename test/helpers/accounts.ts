@@ -15,8 +15,8 @@ export interface TestAccount {
   home: string;
 }
 
-/** Names of the accounts the suite uses. */
-export type AccountName = "conductor" | "alice" | "bob";
+/** Names of the accounts the suite uses ("jean-luc" and "luc" test host names that read two ways). */
+export type AccountName = "conductor" | "alice" | "bob" | "jean-luc" | "luc";
 
 const cache = new Map<string, TestAccount>();
 
@@ -56,7 +56,7 @@ function getent(key: string): TestAccount | null {
 function create(name: AccountName): void {
   const args = name === "conductor"
     ? ["--system", "--user-group", "--home-dir", "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", name]
-    : ["--user-group", "--create-home", "--shell", "/bin/sh", name];
+    : ["--user-group", "--create-home", "--shell", "/bin/sh", "--password", "*", name];
   // Test files run in parallel: another may be creating the same account.
   for (let attempt = 0; attempt < 20; attempt++) {
     if (getent(name) !== null) return;

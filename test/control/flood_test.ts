@@ -1,0 +1,48 @@
+/**
+ * The control socket under a flood of connections that never speak: the
+ * gateway refuses the excess cleanly, times the idle ones out, and keeps
+ * serving (in-process, as the suite's own user).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { startGateway } from "../../src/gateway/service.ts";
+import { silentLogger } from "../../src/lib/log.ts";
+import { request } from "../helpers/http.ts";
+
+function firstLine(socket: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (c: string) => { text += c; if (text.includes("\n")) resolve(text.split("\n")[0]); });
+    socket.on("close", () => resolve(text));
+    socket.on("error", () => resolve(text));
+  });
+}
+
+test("control socket: connections beyond the limit are refused, one closing at once does not crash, idle ones time out", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "conductor-flood-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, domains: [], trustForwarded: false, maxPending: 3, configTimeoutMs: 500 }, silentLogger);
+  t.after(() => gw.close());
+  const port = (gw.address as { port: number }).port;
+  const idle: Socket[] = [];
+  for (let i = 0; i < 3; i++) {
+    const s = connect(gw.control.path);
+    idle.push(s);
+    assert.match(await firstLine(s), /"directory"/);
+  }
+  // Over the limit, closing right away: the refusal's write fails and must not take the gateway down.
+  for (let i = 0; i < 20; i++) connect(gw.control.path).on("error", () => {}).destroy();
+  const over = connect(gw.control.path);
+  assert.match(await firstLine(over), /the gateway is busy/);
+  assert.equal((await request({ port, host: "x.localhost", path: "/_conductor/status" })).status, 200);
+  // The idle ones are closed after the config time-out, and new clients get in again.
+  await Promise.all(idle.map((s) => new Promise((r) => s.once("close", r))));
+  const fresh = connect(gw.control.path);
+  assert.match(await firstLine(fresh), /"directory"/);
+  fresh.destroy();
+});
