@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { IncomingMessage } from "node:http";
 import { splitCookies, type SplitCookies } from "./auth.ts";
+import type { RequestHead } from "./request_head.ts";
 
 /** How the gateway fills X-Forwarded-For, -Proto and -Host. */
 export interface ForwardedFacts {
@@ -29,19 +29,21 @@ export interface ForwardHead {
 }
 
 /**
- * Builds the head sent to the app for `req`. `upgrade` keeps the Upgrade and
- * Connection fields of a websocket handshake; `chunked` announces a chunked body.
+ * Builds the head sent to the app for `request`. With `upgrade`, the Upgrade
+ * and Connection fields of a websocket handshake are kept. Framing fields
+ * (Content-Length, Transfer-Encoding: chunked) pass unchanged: the body is
+ * forwarded as received.
  */
-export function buildForwardHead(req: IncomingMessage, host: string, facts: ForwardedFacts, chunked: boolean, upgrade: boolean): ForwardHead {
-  const raw = req.rawHeaders;
-  const named = connectionTokens(raw);
+export function buildForwardHead(request: RequestHead, facts: ForwardedFacts, upgrade: boolean): ForwardHead {
+  const fields = request.fields;
+  const named = request.hopByHop;
   const cookies: SplitCookies = { tokens: [], rest: "" };
-  let head = req.method + " " + req.url + " HTTP/1.1\r\n";
+  let head = request.method + " " + request.target + " HTTP/1.1\r\n";
   let sawCookie = false;
   let xff: string | null = null, xfProto: string | null = null, xfHost: string | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i];
-    const value = raw[i + 1];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i];
+    const value = fields[i + 1];
     const lower = name.toLowerCase();
     switch (lower) {
       case "cookie":
@@ -49,7 +51,7 @@ export function buildForwardHead(req: IncomingMessage, host: string, facts: Forw
         sawCookie = true;
         continue;
       case "connection": case "keep-alive": case "proxy-connection": case "te": case "trailer":
-      case "transfer-encoding": case "expect": case "upgrade":
+      case "expect": case "upgrade": case "http2-settings":
         continue;
       case "x-forwarded-for":
         if (facts.trustForwarded) xff = xff === null ? value : xff + ", " + value;
@@ -61,30 +63,14 @@ export function buildForwardHead(req: IncomingMessage, host: string, facts: Forw
         if (facts.trustForwarded && xfHost === null) xfHost = value;
         continue;
     }
-    // A browser may name fields in Connection, but never the ones that frame or route the request.
-    if (named !== null && named.has(lower) && lower !== "host" && lower !== "content-length") continue;
+    if (named !== null && named.has(lower)) continue;
     head += name + ": " + value + "\r\n";
   }
   if (sawCookie && cookies.rest !== "") head += "Cookie: " + cookies.rest + "\r\n";
   if (facts.clientAddress !== null) xff = xff === null ? facts.clientAddress : xff + ", " + facts.clientAddress;
   if (xff !== null) head += "X-Forwarded-For: " + xff + "\r\n";
   head += "X-Forwarded-Proto: " + (xfProto ?? facts.proto) + "\r\n";
-  head += "X-Forwarded-Host: " + (xfHost ?? host) + "\r\n";
-  if (upgrade) head += "Connection: Upgrade\r\nUpgrade: " + (req.headers.upgrade ?? "") + "\r\n";
-  if (chunked) head += "Transfer-Encoding: chunked\r\n";
+  head += "X-Forwarded-Host: " + (xfHost ?? request.host) + "\r\n";
+  if (upgrade) head += "Connection: Upgrade\r\nUpgrade: " + request.upgrade + "\r\n";
   return { head: head + "\r\n", tokens: cookies.tokens };
-}
-
-/** Field names listed in Connection headers (other than the keywords), lowercased; null when none. */
-function connectionTokens(raw: string[]): Set<string> | null {
-  let named: Set<string> | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i].length !== 10 || raw[i].toLowerCase() !== "connection") continue;
-    for (const token of raw[i + 1].split(",")) {
-      const t = token.trim().toLowerCase();
-      if (t === "" || t === "close" || t === "keep-alive" || t === "upgrade") continue;
-      (named ??= new Set()).add(t);
-    }
-  }
-  return named;
 }

@@ -16,8 +16,8 @@ export type Framing = "none" | "length" | "chunked" | "close";
 export interface ResponseHead {
   status: number;
   reason: string;
-  /** Headers to forward, as `[name, value, name, value, ...]`, hop-by-hop fields removed. */
-  headers: string[];
+  /** Field lines to forward, each ending with CRLF, hop-by-hop fields removed. */
+  fields: string;
   framing: Framing;
   /** Body length when `framing` is "length". */
   length: number;
@@ -40,7 +40,6 @@ export class BadResponseError extends Error {
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]);
 
 /**
  * Parses a response head (status line and header lines, without the final
@@ -48,49 +47,68 @@ const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te"
  * response has no body whatever its headers say.
  */
 export function parseResponseHead(text: string, method: string): ResponseHead {
-  const lines = text.split("\r\n");
-  const m = STATUS_LINE.exec(lines[0]);
-  if (m === null) throw new BadResponseError(`invalid status line ${JSON.stringify(lines[0].slice(0, 80))}`);
+  let lineEnd = text.indexOf("\r\n");
+  if (lineEnd === -1) lineEnd = text.length;
+  const m = STATUS_LINE.exec(text.slice(0, lineEnd));
+  if (m === null) throw new BadResponseError(`invalid status line ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
   const http11 = m[1] === "1";
   const status = Number(m[2]);
-  const names: string[] = [];
-  const values: string[] = [];
+  // Lines kept as received; `drop` marks the hop-by-hop and framing ones.
+  const lines: string[] = [];
+  const lower: Array<string | null> = [];
   let connection = "";
   let transferEncoding: string | null = null;
   let contentLength: string | null = null;
   let keepAliveHeader = "";
   let upgrade: string | null = null;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
+  let start = lineEnd + 2;
+  while (start < text.length) {
+    let end = text.indexOf("\r\n", start);
+    if (end === -1) end = text.length;
+    const line = text.slice(start, end);
+    start = end + 2;
     const colon = line.indexOf(":");
     if (colon <= 0) throw new BadResponseError(`invalid header line ${JSON.stringify(line.slice(0, 80))}`);
     const name = line.slice(0, colon);
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    const value = trimOws(line, colon + 1);
     if (!FIELD_NAME.test(name) || !FIELD_VALUE.test(value)) {
       throw new BadResponseError(`invalid header line ${JSON.stringify(line.slice(0, 80))}`);
     }
-    const lower = name.toLowerCase();
-    if (lower === "connection") connection += (connection ? "," : "") + value.toLowerCase();
-    else if (lower === "transfer-encoding") transferEncoding = (transferEncoding === null ? "" : transferEncoding + ",") + value.toLowerCase();
-    else if (lower === "content-length") {
-      if (contentLength !== null && contentLength !== value) throw new BadResponseError("conflicting Content-Length headers");
-      contentLength = value;
-    } else if (lower === "keep-alive") keepAliveHeader = value;
-    else if (lower === "upgrade") upgrade = value;
-    names.push(name);
-    values.push(value);
+    // Only names as long as one the gateway cares about are lowercased.
+    let key: string | null = null;
+    switch (name.length) {
+      case 2: case 7: case 10: case 14: case 16: case 17:
+        key = name.toLowerCase();
+        if (key === "connection") connection += (connection ? "," : "") + value.toLowerCase();
+        else if (key === "transfer-encoding") transferEncoding = (transferEncoding === null ? "" : transferEncoding + ",") + value.toLowerCase();
+        else if (key === "content-length") {
+          if (contentLength !== null && contentLength !== value) throw new BadResponseError("conflicting Content-Length headers");
+          contentLength = value;
+        } else if (key === "keep-alive") keepAliveHeader = value;
+        else if (key === "upgrade") upgrade = value;
+        break;
+    }
+    lines.push(name + ": " + value + "\r\n");
+    lower.push(key);
   }
-  const connectionTokens = connection.split(",").map((t) => t.trim()).filter((t) => t !== "");
-  let keepAlive = http11 ? !connectionTokens.includes("close") : connectionTokens.includes("keep-alive");
+  let named: Set<string> | null = null;
+  let keepAlive = http11;
+  if (connection !== "") {
+    for (const raw of connection.split(",")) {
+      const token = raw.trim();
+      if (token === "close") keepAlive = false;
+      else if (token === "keep-alive") { if (!http11) keepAlive = true; }
+      else if (token !== "") (named ??= new Set()).add(token);
+    }
+  }
 
   let framing: Framing;
   let length = 0;
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
     framing = "none";
   } else if (transferEncoding !== null) {
-    const codings = transferEncoding.split(",").map((t) => t.trim()).filter((t) => t !== "");
     // Browsers understand no transfer coding but chunked, which the gateway decodes itself.
-    if (codings.length !== 1 || codings[0] !== "chunked") throw new BadResponseError(`unsupported Transfer-Encoding ${JSON.stringify(transferEncoding)}`);
+    if (transferEncoding.trim() !== "chunked") throw new BadResponseError(`unsupported Transfer-Encoding ${JSON.stringify(transferEncoding)}`);
     framing = "chunked";
     // A response with both is suspect (RFC 9112 6.3): deliver it, then close.
     if (contentLength !== null) keepAlive = false;
@@ -103,25 +121,35 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   }
   if (framing === "close") keepAlive = false;
 
-  const dropped = new Set(connectionTokens);
-  const headers: string[] = [];
-  for (let i = 0; i < names.length; i++) {
-    const lower = names[i].toLowerCase();
-    if (HOP_BY_HOP.has(lower) || dropped.has(lower)) continue;
-    if (lower === "content-length" && framing !== "length" && framing !== "none") continue;
-    headers.push(names[i], values[i]);
+  let fields = "";
+  for (let i = 0; i < lines.length; i++) {
+    const key = lower[i];
+    if (key !== null && (HOP_BY_HOP.has(key) || (key === "content-length" && framing !== "length" && framing !== "none"))) continue;
+    if (named !== null && named.has(key ?? lines[i].slice(0, lines[i].indexOf(":")).toLowerCase())) continue;
+    fields += lines[i];
   }
-  const timeout = /(?:^|,)\s*timeout\s*=\s*([0-9]{1,6})/i.exec(keepAliveHeader);
+  const timeout = keepAliveHeader === "" ? null : /(?:^|,)\s*timeout\s*=\s*([0-9]{1,6})/i.exec(keepAliveHeader);
   return {
     status,
     reason: m[3] ?? "",
-    headers,
+    fields,
     framing,
     length,
     keepAlive,
     keepAliveTimeoutMs: timeout ? Number(timeout[1]) * 1000 : null,
     upgrade,
   };
+}
+
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]);
+
+/** `line` from `from`, without leading and trailing spaces and tabs. */
+export function trimOws(line: string, from: number): string {
+  let a = from;
+  let b = line.length;
+  while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++;
+  while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--;
+  return line.slice(a, b);
 }
 
 // States of the chunked decoder.

@@ -1,14 +1,17 @@
 /**
  * Forwards one browser request to a route's app socket over a pooled
  * connection and streams the response back, with backpressure both ways and
- * without buffering bodies.
+ * without buffering bodies. The request body goes to the app as received;
+ * the response is re-framed for the browser (Content-Length kept, anything
+ * else sent chunked, or delimited by closing for HTTP/1.0).
  *
  * @module
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../lib/log.ts";
+import type { BodySink, BrowserConnection } from "./connection.ts";
 import type { ResponseHead } from "./http1.ts";
-import { sendPage } from "./pages.ts";
+import type { RequestHead } from "./request_head.ts";
+import { hasBody } from "./request_head.ts";
 import type { Route } from "./routes.ts";
 import type { Stats } from "./stats.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
@@ -19,151 +22,145 @@ export interface ProxyContext {
   logger: Logger;
 }
 
-const CRLF = "\r\n";
 /** Methods that may be sent twice (RFC 9110 section 9.2.2). */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 /** Failures of a reused connection that mean the app had closed it while idle. */
 const RETRY_CODES = new Set(["EEMPTY", "ECONNRESET", "EPIPE"]);
+const CRLF = "\r\n";
 const LAST_CHUNK = "0\r\n\r\n";
+const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /**
- * Sends `req` (whose head, already rewritten for the app, is `head`) to
- * `route` and answers `res` with the app's response: 502 when the app does
- * not answer, 504 when it is silent too long.
+ * Sends the request `request` (whose head, rewritten for the app, is `head`)
+ * to `route` and answers on `conn`: 502 when the app does not answer, 504
+ * when it is silent too long.
  */
-export function forwardRequest(ctx: ProxyContext, route: Route, req: IncomingMessage, res: ServerResponse, head: string, chunked: boolean): void {
-  new Exchange(ctx, route, req, res, head, chunked).start(route.pool.acquire());
+export function forwardRequest(ctx: ProxyContext, route: Route, conn: BrowserConnection, request: RequestHead, head: string): void {
+  new Exchange(ctx, route, conn, request, head).start(route.pool.acquire());
 }
 
-class Exchange implements ExchangeHandler {
+class Exchange implements ExchangeHandler, BodySink {
   #ctx: ProxyContext;
   #route: Route;
-  #req: IncomingMessage;
-  #res: ServerResponse;
+  #conn: BrowserConnection;
+  #request: RequestHead;
   #head: string;
-  #chunked: boolean;
-  #hasBody: boolean;
   #upstream: Upstream | null = null;
   #retried = false;
   #done = false;
-  #waitingDrain = false;
+  #started = false;
+  #rechunk = false;
+  #bodyEnded: boolean;
 
-  constructor(ctx: ProxyContext, route: Route, req: IncomingMessage, res: ServerResponse, head: string, chunked: boolean) {
+  constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection, request: RequestHead, head: string) {
     this.#ctx = ctx;
     this.#route = route;
-    this.#req = req;
-    this.#res = res;
+    this.#conn = conn;
+    this.#request = request;
     this.#head = head;
-    this.#chunked = chunked;
-    const length = req.headers["content-length"];
-    this.#hasBody = chunked || (length !== undefined && length !== "0");
-    res.once("close", () => this.#onBrowserClose());
+    this.#bodyEnded = !hasBody(request);
+    conn.onAbort = () => this.#onBrowserGone();
   }
 
   start(upstream: Upstream): void {
     this.#upstream = upstream;
-    upstream.request(this.#head, this.#req.method ?? "GET", this);
-    if (!this.#hasBody) {
+    upstream.request(this.#head, this.#request.method, this);
+    if (this.#bodyEnded) {
       upstream.endRequest();
       return;
     }
-    const req = this.#req;
-    req.on("data", (chunk: Buffer) => this.#onBodyData(chunk));
-    req.once("end", () => this.#onBodyEnd());
+    // The browser waits for a go-ahead before sending the body; the app's own 100 is not forwarded.
+    if (this.#request.expectContinue) this.#conn.write(CONTINUE);
+    this.#conn.readBody(this);
   }
 
-  #onBodyData(chunk: Buffer): void {
-    const upstream = this.#upstream;
-    if (upstream === null || this.#done) return;
-    let ok: boolean;
-    if (this.#chunked) {
-      upstream.socket.cork();
-      upstream.write(chunk.length.toString(16) + CRLF);
-      upstream.write(chunk);
-      ok = upstream.write(CRLF);
-      upstream.socket.uncork();
-    } else {
-      ok = upstream.write(chunk);
-    }
-    if (!ok) this.#req.pause();
+  // BodySink: the request body, raw, to the app.
+  data(chunk: Buffer): boolean {
+    if (this.#done || this.#upstream === null) return true;
+    return this.#upstream.write(chunk);
   }
 
-  #onBodyEnd(): void {
-    const upstream = this.#upstream;
-    if (upstream === null || this.#done) return;
-    if (this.#chunked) upstream.write(LAST_CHUNK);
-    upstream.endRequest();
+  end(): void {
+    this.#bodyEnded = true;
+    this.#upstream?.endRequest();
+  }
+
+  abort(reason: string): void {
+    if (this.#done) return;
+    this.#ctx.logger.debug("request body aborted", { route: this.#route.key, reason });
+    this.#done = true;
+    this.#upstream?.destroy();
+    this.#upstream = null;
   }
 
   onUpstreamDrain(): void {
-    this.#req.resume();
+    this.#conn.resumeBody();
   }
 
   onResponseHead(head: ResponseHead): void {
-    const res = this.#res;
-    // The app answers before the browser finished sending: this connection ends with the response.
-    const headers = this.#hasBody && !this.#req.complete ? [...head.headers, "Connection", "close"] : head.headers;
-    try {
-      res.writeHead(head.status, head.reason, headers);
-    } catch (err) {
-      // Node refused a field the parser let through: treat as a broken app.
-      this.#ctx.logger.warn("bad response head from app", { route: this.#route.key, user: this.#route.user, error: err });
-      this.#upstream?.destroy();
-      this.#broken(502);
+    this.#started = true;
+    const conn = this.#conn;
+    const http11 = this.#request.http11;
+    let text = `HTTP/1.1 ${head.status} ${head.reason}\r\n` + head.fields;
+    if (head.framing === "chunked" || head.framing === "close") {
+      // Without a length, an HTTP/1.1 browser gets chunks; an HTTP/1.0 one gets the end of the connection.
+      if (http11) {
+        this.#rechunk = true;
+        text += "Transfer-Encoding: chunked\r\n";
+      } else {
+        conn.closeAfterResponse();
+      }
     }
+    // The app answered before the browser finished sending: the connection ends with this response.
+    if (!this.#bodyEnded) conn.closeAfterResponse();
+    if (conn.closing) text += "Connection: close\r\n";
+    conn.writeHead(text + CRLF);
   }
 
   onResponseData(chunk: Buffer): boolean {
-    if (this.#res.write(chunk)) return true;
-    if (!this.#waitingDrain) {
-      this.#waitingDrain = true;
-      this.#res.once("drain", () => {
-        this.#waitingDrain = false;
-        this.#upstream?.resume();
-      });
+    const socket = this.#conn.socket;
+    let ok: boolean;
+    if (this.#rechunk) {
+      socket.write(chunk.length.toString(16) + CRLF);
+      socket.write(chunk);
+      ok = socket.write(CRLF);
+    } else {
+      ok = socket.write(chunk);
     }
-    return false;
+    if (!ok) socket.once("drain", () => this.#upstream?.resume());
+    return ok;
   }
 
   onResponseEnd(): void {
     this.#done = true;
     this.#upstream = null;
-    this.#res.end();
+    if (this.#rechunk) this.#conn.write(LAST_CHUNK);
+    this.#conn.endResponse();
   }
 
   onUpstreamError(err: Error, retryable: boolean, started: boolean): void {
     if (this.#done) return;
-    if (retryable && !this.#retried && !this.#hasBody && !this.#res.destroyed &&
-      RETRY_CODES.has((err as NodeJS.ErrnoException).code ?? "") && IDEMPOTENT.has(this.#req.method ?? "")) {
+    if (retryable && !this.#retried && this.#bodyEnded && !hasBody(this.#request) &&
+      RETRY_CODES.has((err as NodeJS.ErrnoException).code ?? "") && IDEMPOTENT.has(this.#request.method)) {
       // The app closed a pooled connection while it was idle: try once on a fresh one.
       this.#retried = true;
       this.start(this.#route.pool.connect());
       return;
     }
+    this.#done = true;
     this.#upstream = null;
     const code = (err as NodeJS.ErrnoException).code;
     this.#ctx.logger.info("app did not answer", { route: this.#route.key, user: this.#route.user, error: err.message, code });
-    if (started || this.#res.headersSent) {
-      this.#done = true;
-      this.#res.destroy();
+    if (started || this.#started) {
+      this.#conn.destroy();
       return;
     }
-    this.#broken(code === "ETIMEDOUT" ? 504 : 502);
-  }
-
-  #broken(status: number): void {
-    this.#done = true;
     this.#ctx.stats.broken++;
-    if (this.#res.headersSent) {
-      this.#res.destroy();
-      return;
-    }
-    // Close after the page when the browser is still sending a body nobody will read.
-    sendPage(this.#res, status, this.#hasBody && !this.#req.complete);
+    this.#conn.sendPage(code === "ETIMEDOUT" ? 504 : 502);
   }
 
-  #onBrowserClose(): void {
-    if (this.#done && this.#res.writableFinished) return;
+  #onBrowserGone(): void {
+    if (this.#done) return;
     this.#done = true;
     const upstream = this.#upstream;
     this.#upstream = null;

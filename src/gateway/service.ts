@@ -5,8 +5,7 @@
  * @module
  */
 import { promises as fs } from "node:fs";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Server } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import { startControlServer, type ControlServer } from "../control/server.ts";
 import { removeStaleSocket } from "../control/socket_check.ts";
@@ -67,7 +66,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     requestCert: options.tls.allowedClientsFile !== undefined,
   };
   let control: ControlServer | null = null;
-  const server = createFrontEnd({
+  const front = createFrontEnd({
     routes,
     stats,
     logger,
@@ -77,6 +76,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     trustForwarded: options.trustForwarded,
     timeouts: options.frontTimeouts,
   });
+  const server = front.server;
   const address = await listen(server, options);
   if (patterns.length === 0) {
     routes.setPatterns([parseDomainPattern("port" in address ? `{key}-{user}.localhost:${address.port}` : "{key}-{user}.localhost")]);
@@ -115,11 +115,12 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
+        front.closeIdle();
         await controlServer.close();
-        const grace = setTimeout(() => server.closeAllConnections(), 5_000);
+        const grace = setTimeout(() => front.destroyAll(), 5_000);
         await stopped;
         clearTimeout(grace);
+        front.destroyAll();
         if ("path" in address) await fs.rm(address.path, { force: true });
       })();
       return closing;

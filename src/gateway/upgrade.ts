@@ -9,9 +9,8 @@
  * @module
  */
 import type { Socket } from "node:net";
-import type { Duplex } from "node:stream";
+import type { BrowserConnection } from "./connection.ts";
 import type { ResponseHead } from "./http1.ts";
-import { writeRawPage } from "./pages.ts";
 import type { ProxyContext } from "./proxy.ts";
 import type { Route } from "./routes.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
@@ -20,26 +19,25 @@ import type { ExchangeHandler, Upstream } from "./upstream.ts";
 const KEEPALIVE_MS = 60_000;
 
 /** Sends an authorized upgrade request (head rewritten for the app) to `route`, and relays what follows. */
-export function forwardUpgrade(ctx: ProxyContext, route: Route, client: Duplex, head: string, early: Buffer): void {
-  const exchange = new UpgradeExchange(ctx, route, client, early);
+export function forwardUpgrade(ctx: ProxyContext, route: Route, conn: BrowserConnection, head: string): void {
+  const exchange = new UpgradeExchange(ctx, route, conn);
   exchange.start(route.pool.connect(), head);
 }
 
 class UpgradeExchange implements ExchangeHandler {
   #ctx: ProxyContext;
   #route: Route;
-  #client: Duplex;
-  #early: Buffer;
+  #conn: BrowserConnection;
   #upstream: Upstream | null = null;
   #done = false;
 
-  constructor(ctx: ProxyContext, route: Route, client: Duplex, early: Buffer) {
+  constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection) {
     this.#ctx = ctx;
     this.#route = route;
-    this.#client = client;
-    this.#early = early;
-    client.on("error", () => this.#abort());
-    client.on("close", () => this.#abort());
+    this.#conn = conn;
+    conn.onAbort = () => this.#abort();
+    // Whatever answer comes, this browser connection will not carry another HTTP request.
+    conn.closeAfterResponse();
   }
 
   start(upstream: Upstream, head: string): void {
@@ -52,7 +50,7 @@ class UpgradeExchange implements ExchangeHandler {
     this.#done = true;
     this.#upstream = null;
     const { stats } = this.#ctx;
-    const client = this.#client;
+    const { socket: client, rest: early } = this.#conn.takeOver();
     if (client.destroyed) {
       app.destroy();
       return;
@@ -70,36 +68,35 @@ class UpgradeExchange implements ExchangeHandler {
     };
     app.on("error", close);
     app.on("close", close);
-    client.removeAllListeners("close");
-    client.removeAllListeners("error");
     client.on("error", close);
     client.on("close", close);
-    const socket = client as Socket;
-    if (typeof socket.setTimeout === "function") socket.setTimeout(0);
-    if (typeof socket.setKeepAlive === "function") socket.setKeepAlive(true, KEEPALIVE_MS);
-    client.write(responseHead(head, ["Connection", "Upgrade", "Upgrade", head.upgrade ?? ""]), "latin1");
+    client.setTimeout(0);
+    if (typeof client.setKeepAlive === "function") client.setKeepAlive(true, KEEPALIVE_MS);
+    client.write(responseHead(head, `Connection: Upgrade\r\nUpgrade: ${head.upgrade ?? ""}\r\n`), "latin1");
     if (rest.length > 0) client.write(rest);
     // Bytes the browser sent right after its handshake belong to the new protocol: the app gets them now.
-    if (this.#early.length > 0) app.write(this.#early);
+    if (early.length > 0) app.write(early);
     app.pipe(client);
     client.pipe(app);
+    client.resume();
   }
 
   onResponseHead(head: ResponseHead): void {
     // Not switching protocols: forward the answer, then close (the body is delimited by the close).
-    this.#client.write(responseHead(head, ["Connection", "close"]), "latin1");
+    this.#conn.writeHead(responseHead(head, "Connection: close\r\n"));
   }
 
   onResponseData(chunk: Buffer): boolean {
-    if (this.#client.write(chunk)) return true;
-    this.#client.once("drain", () => this.#upstream?.resume());
+    const socket = this.#conn.socket;
+    if (socket.write(chunk)) return true;
+    socket.once("drain", () => this.#upstream?.resume());
     return false;
   }
 
   onResponseEnd(): void {
     this.#done = true;
     this.#upstream = null;
-    this.#client.end();
+    this.#conn.endResponse();
   }
 
   onUpstreamDrain(): void {}
@@ -110,11 +107,11 @@ class UpgradeExchange implements ExchangeHandler {
     this.#upstream = null;
     this.#ctx.logger.info("app did not answer", { route: this.#route.key, user: this.#route.user, error: err.message, upgrade: true });
     if (started) {
-      this.#client.destroy();
+      this.#conn.destroy();
       return;
     }
     this.#ctx.stats.broken++;
-    writeRawPage(this.#client, (err as NodeJS.ErrnoException).code === "ETIMEDOUT" ? 504 : 502);
+    this.#conn.sendPage((err as NodeJS.ErrnoException).code === "ETIMEDOUT" ? 504 : 502, true);
   }
 
   #abort(): void {
@@ -125,10 +122,7 @@ class UpgradeExchange implements ExchangeHandler {
   }
 }
 
-/** A response head for a raw socket: status line, the app's end-to-end fields, then `extra` fields. */
-function responseHead(head: ResponseHead, extra: string[]): string {
-  let text = `HTTP/1.1 ${head.status} ${head.reason}\r\n`;
-  const fields = [...head.headers, ...extra];
-  for (let i = 0; i < fields.length; i += 2) text += fields[i] + ": " + fields[i + 1] + "\r\n";
-  return text + "\r\n";
+/** A response head for a raw socket: status line, the app's end-to-end fields, then `extra` field lines. */
+function responseHead(head: ResponseHead, extra: string): string {
+  return `HTTP/1.1 ${head.status} ${head.reason}\r\n${head.fields}${extra}\r\n`;
 }

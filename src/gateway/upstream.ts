@@ -9,6 +9,7 @@
  * @module
  */
 import { connect, type Socket } from "node:net";
+import { clock, everySecond } from "./sweeper.ts";
 import { BadResponseError, ChunkedDecoder, MAX_RESPONSE_HEAD, parseResponseHead, type Framing, type ResponseHead } from "./http1.ts";
 
 /** What a request in flight is told about its response. */
@@ -82,6 +83,8 @@ export class Upstream {
   #keepAlive = false;
   #upgrade = false;
   #idleMs: number;
+  /** Coarse time of the last byte from the app, or of the request. */
+  #lastActive = clock.now;
   #sink = (data: Buffer): void => this.#deliver(data);
 
   constructor(path: string, owner: UpstreamOwner, timeouts: UpstreamTimeouts) {
@@ -94,7 +97,18 @@ export class Upstream {
     this.socket.on("error", (err) => this.#fail(err));
     this.socket.on("close", () => this.#onClose());
     this.socket.on("drain", () => this.#handler?.onUpstreamDrain());
-    this.socket.on("timeout", () => this.#onTimeout());
+    live.add(this);
+    if (stopSweeping === null) stopSweeping = everySecond(sweepUpstreams);
+  }
+
+  /** Closes the connection when it is past its time limit (called by the sweeper). */
+  expire(now: number): void {
+    const silent = now - this.#lastActive;
+    if (this.#handler !== null) {
+      if (silent > this.#timeouts.response) this.#fail(new UpstreamError("ETIMEDOUT", "app did not answer in time"));
+    } else if (silent > this.#idleMs) {
+      this.socket.destroy();
+    }
   }
 
   /** True while an exchange is in flight. */
@@ -116,14 +130,16 @@ export class Upstream {
     this.#received = false;
     this.#started = false;
     this.#requestDone = false;
-    this.socket.setTimeout(this.#timeouts.response);
+    this.#lastActive = clock.now;
     // The previous exchange may have ended while reading was paused for a slow browser.
-    this.socket.resume();
+    if (this.socket.isPaused()) this.socket.resume();
     this.socket.write(head, "latin1");
   }
 
   /** Writes request body bytes; false means wait for `onUpstreamDrain`. */
   write(chunk: Buffer | string): boolean {
+    // A long upload is activity too: the app may only answer at its end.
+    this.#lastActive = clock.now;
     return this.socket.write(chunk);
   }
 
@@ -143,9 +159,9 @@ export class Upstream {
     this.socket.destroy();
   }
 
-  /** Marks the connection idle in a pool, with the idle time-out. */
+  /** Marks the connection idle in a pool, from now. */
   park(): void {
-    this.socket.setTimeout(this.#idleMs);
+    this.#lastActive = clock.now;
   }
 
   #onData(chunk: Buffer): void {
@@ -156,6 +172,7 @@ export class Upstream {
       return;
     }
     this.#received = true;
+    this.#lastActive = clock.now;
     try {
       this.#consume(chunk, 0);
     } catch (err) {
@@ -221,8 +238,8 @@ export class Upstream {
     // A connection that carried an upgrade request is out of HTTP at the app's end: never reuse it.
     this.#keepAlive = head.keepAlive && !this.#upgrade;
     if (head.keepAliveTimeoutMs !== null) {
-      // Close our side a second before the app would.
-      this.#idleMs = Math.max(500, Math.min(this.#timeouts.idle, head.keepAliveTimeoutMs - 1000));
+      // Close our side before the app would (the sweep runs once a second).
+      this.#idleMs = Math.max(500, Math.min(this.#timeouts.idle, head.keepAliveTimeoutMs - 2000));
     }
     this.#started = true;
     this.#startBody(head.framing, head.length);
@@ -236,8 +253,8 @@ export class Upstream {
     const handler = this.#handler!;
     this.#handler = null;
     this.#started = true;
-    for (const event of ["data", "end", "error", "close", "drain", "timeout"]) this.socket.removeAllListeners(event);
-    this.socket.setTimeout(0);
+    for (const event of ["data", "end", "error", "close", "drain"]) this.socket.removeAllListeners(event);
+    live.delete(this);
     this.#owner.forget(this);
     handler.onUpgrade!(head, this.socket, Buffer.from(rest));
   }
@@ -279,7 +296,7 @@ export class Upstream {
     this.#handler = null;
     this.served++;
     // Reading may have been paused for a slow browser: resume, so that bytes arriving while idle are seen and refused.
-    this.socket.resume();
+    if (this.socket.isPaused()) this.socket.resume();
     if (this.#keepAlive && this.socket.writable && this.socket.readableLength === 0) this.#owner.release(this);
     else this.socket.destroy();
     handler.onResponseEnd();
@@ -300,12 +317,8 @@ export class Upstream {
     this.socket.destroy();
   }
 
-  #onTimeout(): void {
-    if (this.#handler !== null) this.#fail(new UpstreamError("ETIMEDOUT", "app did not answer in time"));
-    else this.socket.destroy();
-  }
-
   #onClose(): void {
+    live.delete(this);
     if (this.#handler !== null) this.#fail(new UpstreamError("EEMPTY", "app connection closed"));
     this.#owner.forget(this);
   }
@@ -315,5 +328,17 @@ export class Upstream {
     this.#handler = null;
     this.socket.destroy();
     if (handler !== null) handler.onUpstreamError(err, this.served > 0 && !this.#received, this.#started);
+  }
+}
+
+/** Every open app connection, for the sweeper. */
+const live = new Set<Upstream>();
+let stopSweeping: (() => void) | null = null;
+
+function sweepUpstreams(now: number): void {
+  for (const upstream of live) upstream.expire(now);
+  if (live.size === 0 && stopSweeping !== null) {
+    stopSweeping();
+    stopSweeping = null;
   }
 }

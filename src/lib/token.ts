@@ -23,8 +23,20 @@ export function hashToken(token: string): string {
   return createHash("blake2b512").update(token, "utf8").digest("hex");
 }
 
+/** Digests of recently seen tokens: browsers send the same cookie on every request. */
+const digests = new Map<string, Buffer>();
+const DIGEST_CACHE_ENTRIES = 4096;
+const DIGEST_CACHE_TOKEN_LENGTH = 256;
+
 /** True when `token` hashes to `hash` (64 raw bytes); constant time in the hash comparison. */
 export function tokenMatches(token: string, hash: Buffer): boolean {
-  const digest = createHash("blake2b512").update(token, "utf8").digest();
+  let digest = digests.get(token);
+  if (digest === undefined) {
+    digest = createHash("blake2b512").update(token, "utf8").digest();
+    if (token.length <= DIGEST_CACHE_TOKEN_LENGTH) {
+      if (digests.size >= DIGEST_CACHE_ENTRIES) digests.clear();
+      digests.set(token, digest);
+    }
+  }
   return digest.length === hash.length && timingSafeEqual(digest, hash);
 }
