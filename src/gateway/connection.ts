@@ -3,16 +3,21 @@
  * request heads with {@link parseRequestHead}, hands each request to the
  * front end, streams its body raw (framing checked) to whoever reads it,
  * writes the response, and keeps the connection for the next request.
+ *
  * Requests are answered one at a time, in order; pipelined ones wait in the
- * buffer. Time limits are checked by {@link ConnectionSet}'s coarse sweeper.
+ * buffer, and the next one is only read once the previous response has been
+ * taken by the socket. Time limits are checked by {@link ConnectionSet}'s
+ * sweep once a second. A connection that is done half-closes, discards what
+ * still arrives for a moment (so the browser reads the last response), then
+ * closes.
  *
  * @module
  */
 import type { Socket } from "node:net";
 import { ChunkedDecoder } from "./http1.ts";
-import { clock, everySecond } from "./sweeper.ts";
-import { pageBody, pageHead } from "./pages.ts";
+import { dateField, pageBody, pageHead } from "./pages.ts";
 import { hasBody, isRefusal, MAX_REQUEST_HEAD, parseRequestHead, type RequestHead } from "./request_head.ts";
+import { clock, everySecond } from "./sweeper.ts";
 
 /** Receives the body of a request. */
 export interface BodySink {
@@ -24,12 +29,14 @@ export interface BodySink {
   abort(reason: string): void;
 }
 
-/** What the front end does with a request. */
+/** What the front end does with requests. */
 export interface RequestHandler {
   /** A request head arrived; the handler answers through `conn`. */
   onRequest(conn: BrowserConnection, head: RequestHead): void;
-  /** A request was refused before routing (malformed); for counters and logs. */
-  onRefused(status: number, reason: string): void;
+  /** A request dispatched by `onRequest` is over: answered, abandoned or upgraded. */
+  onSettled(): void;
+  /** A request was refused as malformed: before dispatch (`dispatched` false) or in its body. */
+  onRefused(status: number, reason: string, dispatched: boolean): void;
 }
 
 /** Time limits of browser connections, in ms. */
@@ -38,7 +45,7 @@ export interface ConnectionTimeouts {
   headers: number;
   /** Longest idle time between requests. */
   keepAlive: number;
-  /** Longest silence while a request body is being received (408). */
+  /** Longest silence while a request body is being received. */
   body: number;
 }
 
@@ -46,15 +53,19 @@ const READ_HEAD = 0, READ_BODY = 1, WAIT = 2, DONE = 3;
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 /** Bytes kept for pipelined requests before reading pauses. */
 const MAX_BUFFERED = 4 * MAX_REQUEST_HEAD;
+/** How long a finished connection keeps reading (and discarding) before it closes, in ms. */
+const LINGER_MS = 5000;
 
 /** A browser connection. */
 export class BrowserConnection {
   readonly socket: Socket;
   readonly secure: boolean;
-  /** Coarse time of the last byte read or of the last request. */
+  /** Coarse time of the last byte read or of the last response. */
   lastActive = clock.now;
   /** Coarse time the current head started to arrive, or 0. */
   headStart = 0;
+  /** Coarse time the connection finished, or 0. */
+  doneAt = 0;
   /** Called when the connection closes while a request is in progress. */
   onAbort: (() => void) | null = null;
   #handler: RequestHandler;
@@ -62,7 +73,9 @@ export class BrowserConnection {
   #state = READ_HEAD;
   #buf: Buffer | null = null;
   #scan = 0;
+  #parsing = false;
   #head: RequestHead | null = null;
+  #inFlight = false;
   #remaining = 0;
   #decoder: ChunkedDecoder | null = null;
   #sink: BodySink | null = null;
@@ -83,7 +96,7 @@ export class BrowserConnection {
 
   /** True while a request is being read or answered. */
   get busy(): boolean {
-    return this.#state !== READ_HEAD && this.#state !== DONE;
+    return this.#state === READ_BODY || this.#state === WAIT;
   }
 
   /** True when reading a request body. */
@@ -91,14 +104,25 @@ export class BrowserConnection {
     return this.#state === READ_BODY;
   }
 
-  /** True when reading a head (some bytes of it arrived). */
+  /** True when part of a head has arrived. */
   get readingHead(): boolean {
     return this.#state === READ_HEAD && this.headStart !== 0;
+  }
+
+  /** True once the connection only waits to close. */
+  get done(): boolean {
+    return this.#state === DONE;
   }
 
   /** The connection will close after the current response. */
   get closing(): boolean {
     return this.#closeAfter || (this.#head?.close ?? false) || !this.#bodyDone;
+  }
+
+  /** The Connection field the current response needs: close, keep-alive for HTTP/1.0, or none. */
+  connectionField(): string {
+    if (this.closing) return "Connection: close\r\n";
+    return this.#head !== null && !this.#head.http11 ? "Connection: keep-alive\r\n" : "";
   }
 
   /** Receives the current request's body; buffered bytes are delivered at once. */
@@ -135,27 +159,25 @@ export class BrowserConnection {
     if (this.#state === DONE) return;
     this.#responding = false;
     this.onAbort = null;
-    if (this.closing) {
-      this.#state = DONE;
-      this.socket.end();
-      return;
-    }
+    this.#settle();
+    if (this.closing) return this.#finish();
     this.#state = READ_HEAD;
     this.#head = null;
     this.#sink = null;
     this.lastActive = clock.now;
-    // resume() on a flowing stream still costs a tick: only when paused.
-    if (this.socket.isPaused()) this.socket.resume();
-    if (this.#buf !== null) this.#readHeads();
+    if (this.#buf !== null) {
+      this.headStart = clock.now;
+      this.#readHeads();
+    } else if (this.socket.isPaused()) {
+      this.socket.resume();
+    }
   }
 
   /** Answers with the gateway's page for `status`, then closes when `close` or when the body is unread. */
   sendPage(status: number, close = false): void {
-    if (close) this.#closeAfter = true;
-    if (!this.#bodyDone) this.#closeAfter = true;
+    if (close || !this.#bodyDone) this.#closeAfter = true;
     const body = pageBody(status);
-    const head = pageHead(status, body.length, this.closing);
-    this.writeHead(head);
+    this.writeHead(pageHead(status, body.length, this.connectionField()));
     if (this.#head?.method !== "HEAD") this.socket.write(body);
     this.endResponse();
   }
@@ -163,9 +185,9 @@ export class BrowserConnection {
   /** Answers with a small response of the gateway's own (status, auth redirect). */
   respond(status: number, reason: string, fields: Array<[string, string | number]>, body: string): void {
     if (!this.#bodyDone) this.#closeAfter = true;
-    let head = `HTTP/1.1 ${status} ${reason}\r\n`;
+    let head = `HTTP/1.1 ${status} ${reason}\r\n${dateField()}`;
     for (const [k, v] of fields) head += `${k}: ${v}\r\n`;
-    head += `Content-Length: ${Buffer.byteLength(body)}\r\n${this.closing ? "Connection: close\r\n" : ""}\r\n`;
+    head += `Content-Length: ${Buffer.byteLength(body)}\r\n${this.connectionField()}\r\n`;
     this.writeHead(head);
     if (this.#head?.method !== "HEAD") this.socket.write(body);
     this.endResponse();
@@ -180,6 +202,7 @@ export class BrowserConnection {
   takeOver(): { socket: Socket; rest: Buffer } {
     this.#state = DONE;
     this.onAbort = null;
+    this.#settle();
     this.#owner.delete(this);
     for (const event of ["data", "error", "end", "close"]) this.socket.removeAllListeners(event);
     const rest = this.#buf ?? Buffer.alloc(0);
@@ -199,19 +222,53 @@ export class BrowserConnection {
   }
 
   #onData(chunk: Buffer): void {
+    const state = this.#state;
+    // A finished connection discards what still arrives, without counting it as activity.
+    if (state === DONE) return;
     this.lastActive = clock.now;
-    if (this.#state === READ_BODY) {
+    if (state === READ_BODY) {
       this.#feedBody(chunk, 0);
       return;
     }
-    if (this.#state === DONE) return;
     this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
-    if (this.#state === READ_HEAD) this.#readHeads();
-    else if (this.#buf.length > MAX_BUFFERED) this.socket.pause();
+    if (state === READ_HEAD) {
+      // Any byte, empty lines included, starts the clock of the head.
+      if (this.headStart === 0) this.headStart = clock.now;
+      this.#readHeads();
+    } else if (this.#buf.length > MAX_BUFFERED) {
+      this.socket.pause();
+    }
   }
 
-  /** Parses the next head from the buffer, if it is complete. */
+  /**
+   * Reads and dispatches the heads in the buffer, one after the other, as a
+   * loop: a handler that answers at once comes back here through
+   * endResponse(), which only lets this loop go on.
+   */
   #readHeads(): void {
+    if (this.#parsing) return;
+    this.#parsing = true;
+    try {
+      while (this.#state === READ_HEAD && this.#buf !== null) {
+        if (this.socket.writableNeedDrain) {
+          // The browser is not reading its responses: read no more requests until it does.
+          this.socket.pause();
+          this.socket.once("drain", () => {
+            if (this.#state !== READ_HEAD) return;
+            this.socket.resume();
+            this.#readHeads();
+          });
+          break;
+        }
+        if (!this.#readHead()) break;
+      }
+    } finally {
+      this.#parsing = false;
+    }
+  }
+
+  /** Reads one head from the buffer and dispatches it; false when it is not complete yet. */
+  #readHead(): boolean {
     let buf = this.#buf!;
     // RFC 9112 2.2: empty lines before a request line are ignored.
     let skip = 0;
@@ -219,40 +276,42 @@ export class BrowserConnection {
     if (skip > 0) {
       buf = buf.subarray(skip);
       this.#buf = buf.length > 0 ? buf : null;
-      if (this.#buf === null) return;
+      if (this.#buf === null) return false;
     }
-    if (this.headStart === 0) this.headStart = clock.now;
     const end = buf.indexOf(CRLFCRLF, this.#scan);
     if (end === -1 || end > MAX_REQUEST_HEAD) {
-      if (end > MAX_REQUEST_HEAD || buf.length > MAX_REQUEST_HEAD + 3) return this.#refuse(431, "request head too large");
+      if (end > MAX_REQUEST_HEAD || buf.length > MAX_REQUEST_HEAD + 3) {
+        this.#refuse(431, "request head too large");
+        return true;
+      }
       this.#scan = Math.max(0, buf.length - 3);
-      return;
+      return false;
     }
     const text = buf.toString("latin1", 0, end);
     const rest = end + 4 < buf.length ? buf.subarray(end + 4) : null;
     this.#buf = rest;
     this.#scan = 0;
-    this.headStart = 0;
+    this.headStart = rest === null ? 0 : clock.now;
     const head = parseRequestHead(text);
-    if (isRefusal(head)) return this.#refuse(head.status, head.reason);
+    if (isRefusal(head)) {
+      this.#refuse(head.status, head.reason);
+      return true;
+    }
     this.#head = head;
     this.#sink = null;
     this.#bodyDone = !hasBody(head);
     if (this.#bodyDone) {
       this.#state = WAIT;
-      if (rest !== null) this.socket.pause();
+      if (rest !== null && rest.length > MAX_BUFFERED) this.socket.pause();
     } else {
       this.#state = READ_BODY;
       this.#remaining = head.chunked ? 0 : head.contentLength;
       this.#decoder = head.chunked ? (this.#decoder ?? new ChunkedDecoder()) : null;
       this.#decoder?.reset();
     }
+    this.#inFlight = true;
     this.#handler.onRequest(this, head);
-    // The handler may have answered already, or asked for the body (which drains the buffer).
-    if (this.#state === READ_BODY && this.#buf !== null && this.#sink === null && !this.#responding) {
-      // Nobody reads this body yet: it stays buffered (bounded) until readBody().
-      if (this.#buf.length > MAX_BUFFERED) this.socket.pause();
-    }
+    return true;
   }
 
   #feedBody(chunk: Buffer, offset: number): void {
@@ -274,58 +333,83 @@ export class BrowserConnection {
       if (this.#sink !== null) {
         if (!this.#sink.data(slice)) this.socket.pause();
       } else {
+        // Nobody reads this body yet: it waits (bounded) for readBody().
         this.#buf = this.#buf === null ? Buffer.from(slice) : Buffer.concat([this.#buf, slice]);
+        if (this.#buf.length > MAX_BUFFERED) this.socket.pause();
       }
     }
     if (end === -1) return;
-    // The body is complete; what follows is the next request.
+    // The body is complete; what follows belongs to the next request.
     this.#bodyDone = true;
     this.#state = WAIT;
     const rest = end < chunk.length ? chunk.subarray(end) : null;
-    if (this.#sink !== null) {
+    const sink = this.#sink;
+    if (sink !== null) {
       this.#buf = rest;
-      this.#sink.end();
+      sink.end();
     } else if (rest !== null) {
       this.#buf = this.#buf === null ? rest : Buffer.concat([this.#buf, rest]);
     }
-    if (this.#buf !== null) this.socket.pause();
   }
 
   #badBody(reason: string): void {
     const sink = this.#sink;
     this.#sink = null;
-    this.#state = DONE;
     sink?.abort(reason);
-    this.#handler.onRefused(400, reason);
-    if (this.#responding) this.socket.destroy();
-    else {
-      this.#closeAfter = true;
-      this.sendPage(400, true);
+    this.#handler.onRefused(400, reason, true);
+    if (this.#responding) {
+      this.socket.destroy();
+      return;
     }
+    this.#buf = null;
+    this.#bodyDone = true;
+    this.#state = WAIT;
+    this.sendPage(400, true);
   }
 
   #refuse(status: number, reason: string): void {
-    this.#handler.onRefused(status, reason);
+    this.#handler.onRefused(status, reason, false);
     this.#buf = null;
-    this.#closeAfter = true;
+    this.#head = null;
     this.#state = WAIT;
     this.sendPage(status, true);
   }
 
-  #onEnd(): void {
-    // The browser finished sending. A request in progress is still answered; otherwise close.
-    if (this.#state === READ_BODY) {
-      const sink = this.#sink;
-      this.#sink = null;
-      sink?.abort("the browser closed the connection before the body ended");
-      this.socket.destroy();
-      return;
-    }
-    if (this.#state === WAIT) {
-      this.#closeAfter = true;
-      return;
-    }
+  /** The connection is done: half-close, linger, then close (by the sweep, or when the browser closes). */
+  #finish(): void {
+    this.#state = DONE;
+    this.doneAt = clock.now;
+    this.#buf = null;
+    if (this.socket.isPaused()) this.socket.resume();
     this.socket.end();
+  }
+
+  #settle(): void {
+    if (!this.#inFlight) return;
+    this.#inFlight = false;
+    this.#handler.onSettled();
+  }
+
+  #onEnd(): void {
+    // The browser finished sending (half-close).
+    switch (this.#state) {
+      case READ_BODY: {
+        const sink = this.#sink;
+        this.#sink = null;
+        sink?.abort("the browser closed the connection before the body ended");
+        this.socket.destroy();
+        return;
+      }
+      case WAIT:
+        // A request in progress is still answered; then the connection closes.
+        this.#closeAfter = true;
+        return;
+      case DONE:
+        this.socket.destroy();
+        return;
+      default:
+        this.#finish();
+    }
   }
 
   #onClose(): void {
@@ -337,6 +421,7 @@ export class BrowserConnection {
     const abort = this.onAbort;
     this.onAbort = null;
     abort?.();
+    this.#settle();
   }
 }
 
@@ -346,7 +431,7 @@ function uncork(socket: Socket): void {
 
 function ignore(): void {}
 
-/** The browser connections of a server, with the sweeper that enforces their time limits. */
+/** The browser connections of a server, with the sweep that enforces their time limits. */
 export class ConnectionSet {
   #all = new Set<BrowserConnection>();
   #stopSweeping: () => void;
@@ -386,13 +471,19 @@ export class ConnectionSet {
   #sweep(now: number): void {
     const t = this.#timeouts;
     for (const conn of this.#all) {
-      if (conn.readingHead && now - conn.headStart > t.headers) {
-        this.#onTimeout(408);
-        conn.sendPage(408, true);
+      if (conn.done) {
+        if (now - conn.doneAt > LINGER_MS) conn.destroy();
+      } else if (conn.readingHead) {
+        if (now - conn.headStart > t.headers) {
+          this.#onTimeout(408);
+          conn.sendPage(408, true);
+        }
+      } else if (conn.readingBody) {
+        if (now - conn.lastActive > t.body) {
+          this.#onTimeout(408);
+          conn.destroy();
+        }
       } else if (!conn.busy && now - conn.lastActive > t.keepAlive) {
-        conn.destroy();
-      } else if (conn.readingBody && now - conn.lastActive > t.body) {
-        this.#onTimeout(408);
         conn.destroy();
       }
     }

@@ -68,13 +68,17 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
   const connections = new ConnectionSet(timeouts, () => { stats.badRequest++; });
 
   const handler: RequestHandler = {
-    onRefused(status, reason) {
-      stats.requestTotal++;
+    onRefused(status, reason, dispatched) {
+      if (!dispatched) stats.requestTotal++;
       stats.badRequest++;
       logger.debug("request refused", { status, reason });
     },
+    onSettled() {
+      stats.requestActive--;
+    },
     onRequest(conn, head) {
       stats.requestTotal++;
+      stats.requestActive++;
       const target = head.target;
       if (isConductorPath(target)) return serveConductor(conn, head);
       const route = routes.lookup(head.host);
@@ -98,7 +102,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
         stats.unauthorized++;
         return conn.sendPage(403);
       }
-      if (upgrade) forwardUpgrade(ctx, route, conn, forward.head);
+      if (upgrade) forwardUpgrade(ctx, route, conn, head.method, forward.head);
       else forwardRequest(ctx, route, conn, head, forward.head);
     },
   };
@@ -108,8 +112,9 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     connections.add(new BrowserConnection(socket, secure, handler, connections));
   };
   const server: Server = tls === undefined
-    ? createNetServer(accept)
+    ? createNetServer({ allowHalfOpen: true }, accept)
     : createTlsServer({
+      allowHalfOpen: true,
       ...tls,
       requestCert: tls.requestCert,
       rejectUnauthorized: tls.requestCert,

@@ -98,7 +98,8 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
       const token = raw.trim();
       if (token === "close") keepAlive = false;
       else if (token === "keep-alive") { if (!http11) keepAlive = true; }
-      else if (token !== "") (named ??= new Set()).add(token);
+      // An app may name fields in Connection, but never the ones that frame the response.
+      else if (token !== "" && token !== "content-length" && token !== "transfer-encoding") (named ??= new Set()).add(token);
     }
   }
 

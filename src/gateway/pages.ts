@@ -4,6 +4,7 @@
  * @module
  */
 import { STATUS_CODES } from "node:http";
+import { clock } from "./sweeper.ts";
 
 /** What a page says, by status. */
 const DETAILS: Record<number, string> = {
@@ -40,8 +41,21 @@ export function pageBody(status: number): Buffer {
   return body;
 }
 
-/** The response head of the page for `status`, with `Connection: close` when `close`. */
-export function pageHead(status: number, length: number, close: boolean): string {
-  return `HTTP/1.1 ${status} ${reasonOf(status)}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ${length}\r\n` +
-    `Cache-Control: no-store\r\n${close ? "Connection: close\r\n" : ""}\r\n`;
+/** The response head of the page for `status`; `connection` is a Connection field line or "". */
+export function pageHead(status: number, length: number, connection: string): string {
+  return `HTTP/1.1 ${status} ${reasonOf(status)}\r\n${dateField()}Content-Type: text/html; charset=utf-8\r\nContent-Length: ${length}\r\n` +
+    `Cache-Control: no-store\r\n${connection}\r\n`;
+}
+
+let dateSecond = -1;
+let dateLine = "";
+
+/** A `Date` field line for the gateway's own responses, built at most once a second. */
+export function dateField(): string {
+  const second = Math.floor(clock.now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateLine = `Date: ${new Date(second * 1000).toUTCString()}\r\n`;
+  }
+  return dateLine;
 }

@@ -27,9 +27,10 @@ export class RoutePool implements UpstreamOwner {
   readonly path: string;
   #options: PoolOptions;
   #stats: Stats;
-  #idle: Upstream[] = [];
-  #open = new Set<Upstream>();
-  #tunnels = new Set<Socket>();
+  // Created on first use: an idle route costs little.
+  #idle: Upstream[] | null = null;
+  #open: Set<Upstream> | null = null;
+  #tunnels: Set<Socket> | null = null;
   #closed = false;
 
   constructor(path: string, stats: Stats, options: PoolOptions = DEFAULT_POOL_OPTIONS) {
@@ -40,17 +41,17 @@ export class RoutePool implements UpstreamOwner {
 
   /** Idle connections now. */
   get idleCount(): number {
-    return this.#idle.length;
+    return this.#idle?.length ?? 0;
   }
 
   /** Open connections now, idle or busy. */
   get openCount(): number {
-    return this.#open.size;
+    return this.#open?.size ?? 0;
   }
 
   /** An idle connection if there is one, else a new one. */
   acquire(): Upstream {
-    const upstream = this.#idle.pop();
+    const upstream = this.#idle?.pop();
     if (upstream !== undefined) {
       this.#stats.upstreamReuses++;
       return upstream;
@@ -62,25 +63,26 @@ export class RoutePool implements UpstreamOwner {
   connect(): Upstream {
     this.#stats.upstreamConnects++;
     const upstream = new Upstream(this.path, this, this.#options);
-    this.#open.add(upstream);
+    (this.#open ??= new Set()).add(upstream);
     return upstream;
   }
 
   /** Takes a connection back after an exchange. */
   release(upstream: Upstream): void {
-    if (this.#closed || this.#idle.length >= this.#options.maxIdle) {
+    const idle = (this.#idle ??= []);
+    if (this.#closed || idle.length >= this.#options.maxIdle) {
       upstream.destroy();
       return;
     }
     upstream.park();
-    this.#idle.push(upstream);
+    idle.push(upstream);
   }
 
   /** Drops a connection that closed. */
   forget(upstream: Upstream): void {
-    this.#open.delete(upstream);
-    const i = this.#idle.indexOf(upstream);
-    if (i !== -1) this.#idle.splice(i, 1);
+    this.#open?.delete(upstream);
+    const i = this.#idle?.indexOf(upstream) ?? -1;
+    if (i !== -1) this.#idle!.splice(i, 1);
   }
 
   /** Takes a connection that became a tunnel, to end it with the route. */
@@ -89,15 +91,16 @@ export class RoutePool implements UpstreamOwner {
       socket.destroy();
       return;
     }
-    this.#tunnels.add(socket);
-    socket.once("close", () => this.#tunnels.delete(socket));
+    const tunnels = (this.#tunnels ??= new Set());
+    tunnels.add(socket);
+    socket.once("close", () => tunnels.delete(socket));
   }
 
   /** Ends every connection now, busy ones and tunnels included, and keeps none from now on. Safe to call twice. */
   destroy(): void {
     this.#closed = true;
-    for (const upstream of this.#idle.splice(0)) upstream.destroy();
-    for (const upstream of this.#open) upstream.destroy();
-    for (const socket of this.#tunnels) socket.destroy();
+    for (const upstream of this.#idle?.splice(0) ?? []) upstream.destroy();
+    for (const upstream of this.#open ?? []) upstream.destroy();
+    for (const socket of this.#tunnels ?? []) socket.destroy();
   }
 }

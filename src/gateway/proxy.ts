@@ -50,6 +50,7 @@ class Exchange implements ExchangeHandler, BodySink {
   #done = false;
   #started = false;
   #rechunk = false;
+  #waitingDrain = false;
   #bodyEnded: boolean;
 
   constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection, request: RequestHead, head: string) {
@@ -113,8 +114,7 @@ class Exchange implements ExchangeHandler, BodySink {
     }
     // The app answered before the browser finished sending: the connection ends with this response.
     if (!this.#bodyEnded) conn.closeAfterResponse();
-    if (conn.closing) text += "Connection: close\r\n";
-    conn.writeHead(text + CRLF);
+    conn.writeHead(text + conn.connectionField() + CRLF);
   }
 
   onResponseData(chunk: Buffer): boolean {
@@ -127,7 +127,13 @@ class Exchange implements ExchangeHandler, BodySink {
     } else {
       ok = socket.write(chunk);
     }
-    if (!ok) socket.once("drain", () => this.#upstream?.resume());
+    if (!ok && !this.#waitingDrain) {
+      this.#waitingDrain = true;
+      socket.once("drain", () => {
+        this.#waitingDrain = false;
+        this.#upstream?.resume();
+      });
+    }
     return ok;
   }
 

@@ -19,9 +19,9 @@ import type { ExchangeHandler, Upstream } from "./upstream.ts";
 const KEEPALIVE_MS = 60_000;
 
 /** Sends an authorized upgrade request (head rewritten for the app) to `route`, and relays what follows. */
-export function forwardUpgrade(ctx: ProxyContext, route: Route, conn: BrowserConnection, head: string): void {
+export function forwardUpgrade(ctx: ProxyContext, route: Route, conn: BrowserConnection, method: string, head: string): void {
   const exchange = new UpgradeExchange(ctx, route, conn);
-  exchange.start(route.pool.connect(), head);
+  exchange.start(route.pool.connect(), method, head);
 }
 
 class UpgradeExchange implements ExchangeHandler {
@@ -30,6 +30,7 @@ class UpgradeExchange implements ExchangeHandler {
   #conn: BrowserConnection;
   #upstream: Upstream | null = null;
   #done = false;
+  #waitingDrain = false;
 
   constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection) {
     this.#ctx = ctx;
@@ -40,9 +41,9 @@ class UpgradeExchange implements ExchangeHandler {
     conn.closeAfterResponse();
   }
 
-  start(upstream: Upstream, head: string): void {
+  start(upstream: Upstream, method: string, head: string): void {
     this.#upstream = upstream;
-    upstream.request(head, "GET", this, true);
+    upstream.request(head, method, this, true);
     upstream.endRequest();
   }
 
@@ -89,7 +90,13 @@ class UpgradeExchange implements ExchangeHandler {
   onResponseData(chunk: Buffer): boolean {
     const socket = this.#conn.socket;
     if (socket.write(chunk)) return true;
-    socket.once("drain", () => this.#upstream?.resume());
+    if (!this.#waitingDrain) {
+      this.#waitingDrain = true;
+      socket.once("drain", () => {
+        this.#waitingDrain = false;
+        this.#upstream?.resume();
+      });
+    }
     return false;
   }
 

@@ -244,7 +244,8 @@ export class Upstream {
     this.#started = true;
     this.#startBody(head.framing, head.length);
     this.#handler!.onResponseHead(head);
-    if (head.framing === "none") this.#bodyDone(false);
+    // Bytes after a bodiless response's head would be served as the next response: never reuse the connection then.
+    if (head.framing === "none") this.#bodyDone(offset + used < chunk.length);
     return offset + used;
   }
 

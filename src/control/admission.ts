@@ -1,0 +1,55 @@
+/**
+ * The checks a registration passes before its route exists: the client's
+ * directory is locked and holds only the socket, the socket is a socket of
+ * one link that other users cannot reach, its owner (the registering user,
+ * as the kernel says) has a name fit for a host name and is not taking a
+ * host that reads as another user's, the per-user limit holds, and the
+ * socket answers.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { ConductorError } from "../lib/errors.ts";
+import { lookupAccount } from "../lib/users.ts";
+import type { Route, RouteTable } from "../gateway/routes.ts";
+import { checkClientDirContents, lockClientDir, SOCKET_NAME } from "./directories.ts";
+import { checkHostOwnership, checkUserName } from "./naming.ts";
+import type { RegisterRequest } from "./protocol.ts";
+import { inspectRouteSocket, probeSocket } from "./socket_check.ts";
+
+/** What a registration that passed the checks is about. */
+export interface Admission {
+  key: string;
+  user: string;
+  uid: number;
+  socketPath: string;
+  directory: string;
+  authHash: Buffer;
+  /** The route this one replaces (the same run coming back), if any. */
+  replaces: Route | undefined;
+}
+
+/** Checks a registration of the client whose directory is `dir`; throws a `ConductorError` with the reason. */
+export async function admit(dir: string, request: RegisterRequest, routes: RouteTable, maxPerUser: number): Promise<Admission> {
+  // Lock first: from here on nobody but the gateway can swap the socket.
+  await lockClientDir(dir);
+  await checkClientDirContents(dir);
+  const socketPath = join(dir, SOCKET_NAME);
+  const facts = await inspectRouteSocket(socketPath);
+  const account = await lookupAccount(facts.uid);
+  const user = account.name.toLowerCase();
+  checkUserName(user);
+  await checkHostOwnership(request.key, user, routes.patterns);
+  await probeSocket(socketPath);
+  const authHash = Buffer.from(request.auth, "hex");
+  const existing = routes.get(user, request.key);
+  if (existing !== undefined && !existing.authHash.equals(authHash)) {
+    throw new ConductorError("CONDUCTOR_ERR_KEY_TAKEN",
+      `Cannot register route: user ${user} already has a live route with key '${request.key}' from another conductor run; stop that one, or use another key (-k), or run with the same CONDUCTOR_TOKEN to take it over`);
+  }
+  if (existing === undefined && routes.countOf(user) >= maxPerUser) {
+    throw new ConductorError("CONDUCTOR_ERR_ROUTE_LIMIT",
+      `Cannot register route: user ${user} already holds ${maxPerUser} routes, the limit of this gateway; stop some (conductor list) first`);
+  }
+  return { key: request.key, user, uid: facts.uid, socketPath, directory: dir, authHash, replaces: existing };
+}

@@ -1,0 +1,173 @@
+/**
+ * One client on the control socket: banner with a fresh directory, one
+ * registration, then the connection is held; its end removes the route and
+ * the directory.
+ *
+ * @module
+ */
+import type { Socket } from "node:net";
+import { ConductorError, messageOf } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
+import type { Route, RouteTable } from "../gateway/routes.ts";
+import type { Stats } from "../gateway/stats.ts";
+import { admit } from "./admission.ts";
+import { createClientDir, removeClientDir } from "./directories.ts";
+import { readLines } from "./lines.ts";
+import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
+
+/** What every control connection shares. */
+export interface ControlContext {
+  routes: RouteTable;
+  stats: Stats;
+  logger: Logger;
+  pool: PoolOptions;
+  socketsDir: string;
+  maxRoutesPerUser: number;
+  configTimeoutMs: number;
+  /** Connections waiting for their config. */
+  pending: number;
+  /** Open connections. */
+  open: Set<ControlConnection>;
+  /** Directory removals in progress, awaited at shutdown. */
+  removals: Set<Promise<void>>;
+}
+
+const NEW = 0, REGISTERING = 1, LIVE = 2, CLOSED = 3;
+
+function ignore(): void {}
+
+/** A client connection on the control socket. */
+export class ControlConnection {
+  readonly socket: Socket;
+  readonly id: number;
+  #ctx: ControlContext;
+  #state = NEW;
+  #directory: string | null = null;
+  #route: Route | null = null;
+  #timer: NodeJS.Timeout | null;
+  #stopReading: (() => void) | null = null;
+
+  constructor(socket: Socket, id: number, ctx: ControlContext) {
+    this.socket = socket;
+    this.id = id;
+    this.#ctx = ctx;
+    ctx.open.add(this);
+    ctx.pending++;
+    this.#timer = setTimeout(() => {
+      ctx.logger.info("control connection sent no config in time; closing", { conn: id, seconds: ctx.configTimeoutMs / 1000 });
+      this.close();
+    }, ctx.configTimeoutMs);
+    socket.on("error", (err) => {
+      ctx.logger.debug("control connection error", { conn: id, error: err });
+      this.close();
+    });
+    socket.on("close", () => this.close());
+    this.#stopReading = readLines(socket, {
+      line: (line) => this.#onLine(line),
+      end: () => this.close(),
+      overflow: () => this.#refuse("Cannot parse control message: line too long"),
+    });
+    createClientDir(ctx.socketsDir).then((dir) => {
+      if (this.#state === CLOSED) return removeClientDir(dir);
+      this.#directory = dir;
+      this.#reply({ status: "ok", directory: dir });
+      ctx.logger.debug("control connection", { conn: id, dir });
+    }).catch((err) => {
+      ctx.logger.error("cannot create client directory", { dir: ctx.socketsDir, error: err });
+      this.#refuse(`Cannot create a client directory in ${ctx.socketsDir}: ${messageOf(err)}`);
+    });
+  }
+
+  /** Ends the connection and what it holds; `graceful` lets a last reply reach the client. Safe to call twice. */
+  close(reason = "client disconnected", graceful = false): void {
+    if (this.#state === CLOSED) return;
+    const ctx = this.#ctx;
+    if (this.#state !== LIVE) ctx.pending--;
+    this.#state = CLOSED;
+    this.#clearTimer();
+    ctx.open.delete(this);
+    const route = this.#route;
+    this.#route = null;
+    if (route !== null) {
+      if (ctx.routes.remove(route)) ctx.logger.info("route removed", { key: route.key, user: route.user, reason });
+      route.pool.destroy();
+    }
+    if (graceful) this.socket.end();
+    else this.socket.destroy();
+    const dir = this.#directory;
+    if (dir !== null) {
+      const removal = removeClientDir(dir)
+        .catch((err) => ctx.logger.warn("cannot remove client directory; it is locked, remove it as root", { dir, error: err }))
+        .finally(() => ctx.removals.delete(removal));
+      ctx.removals.add(removal);
+    }
+  }
+
+  #onLine(line: string): void {
+    if (this.#state !== NEW) return;
+    this.#state = REGISTERING;
+    this.#register(line).catch((err) => {
+      this.#ctx.logger.info("registration refused", { conn: this.id, reason: messageOf(err), code: (err as ConductorError).code });
+      this.#refuse(messageOf(err));
+    });
+  }
+
+  async #register(line: string): Promise<void> {
+    const ctx = this.#ctx;
+    const message = decodeLine(line);
+    if (message.op !== undefined && message.op !== "register") {
+      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot handle control message: unknown op ${JSON.stringify(message.op)} before registration`);
+    }
+    const request = parseRegister(message);
+    const dir = this.#directory;
+    if (dir === null) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: config sent before the banner");
+    const admission = await admit(dir, request, ctx.routes, ctx.maxRoutesPerUser);
+    if (this.#state === CLOSED) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: the client went away");
+    const route: Route = {
+      key: admission.key,
+      user: admission.user,
+      uid: admission.uid,
+      socketPath: admission.socketPath,
+      directory: dir,
+      authHash: admission.authHash,
+      hosts: ctx.routes.hostsOf(admission.key, admission.user),
+      created: Date.now(),
+      pool: new RoutePool(admission.socketPath, ctx.stats, ctx.pool),
+      release: (why) => this.close(why),
+    };
+    // The same token is the same run coming back after a drop: it replaces the old route at once.
+    ctx.routes.add(route, admission.replaces);
+    if (admission.replaces !== undefined) {
+      admission.replaces.release("replaced by a new registration of the same run");
+      ctx.logger.info("route replaced", { key: route.key, user: route.user });
+    }
+    this.#route = route;
+    this.#state = LIVE;
+    ctx.pending--;
+    this.#clearTimer();
+    // From now on only the end of the connection matters: drop the line reader, keep the stream flowing.
+    this.#stopReading?.();
+    this.#stopReading = null;
+    this.socket.on("data", ignore);
+    this.socket.once("end", () => this.close());
+    this.#reply({ status: "ok", urls: [...route.hosts] });
+    ctx.logger.info("route added", { key: route.key, user: route.user, uid: route.uid, hosts: route.hosts });
+  }
+
+  #refuse(reason: string): void {
+    this.#reply({ status: "error", reason });
+    this.close(reason, true);
+  }
+
+  #reply(message: Parameters<typeof encodeLine>[0]): void {
+    if (!this.socket.destroyed) this.socket.write(encodeLine(message));
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+}

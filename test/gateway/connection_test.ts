@@ -1,0 +1,116 @@
+/**
+ * Browser connections of the front end, in process with short time limits:
+ * pipelining, half-closes, time limits and the state machine's corners.
+ * The route's app is the test app, registered by the fixture client.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, chmodSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { before, describe, it } from "node:test";
+import { startGateway, type Gateway } from "../../src/gateway/service.ts";
+import { silentLogger } from "../../src/lib/log.ts";
+import { suiteCleanup } from "../helpers/cleanup.ts";
+import { rawExchange, request, statusOf } from "../helpers/http.ts";
+import { register } from "../helpers/register.ts";
+
+const TOKEN = "connection-token";
+
+/** Connects, sends `chunks` with `gapMs` between them, and reports when the server closed (ms), or -1. */
+function closedAfter(port: number, first: string, trickle: string, gapMs: number, limitMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = connect(port, "127.0.0.1", () => socket.write(first));
+    const timer = setInterval(() => { if (!socket.destroyed) socket.write(trickle); }, gapMs);
+    const give = setTimeout(() => { clearInterval(timer); socket.destroy(); resolve(-1); }, limitMs);
+    socket.on("data", () => {});
+    socket.on("error", () => {});
+    socket.on("close", () => { clearInterval(timer); clearTimeout(give); resolve(Date.now() - started); });
+  });
+}
+
+describe("browser connections", () => {
+  const cleanup = suiteCleanup();
+  let gw: Gateway;
+  let port: number;
+  let host: string;
+
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), "conductor-conn-"));
+    chmodSync(dir, 0o755);
+    cleanup.after(() => rmSync(dir, { recursive: true, force: true }));
+    gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, domains: [], trustForwarded: false,
+      frontTimeouts: { headers: 1500, keepAlive: 1500, body: 1500 } }, silentLogger);
+    cleanup.after(() => gw.close());
+    port = (gw.address as { port: number }).port;
+    const reg = await register(cleanup, gw.control.path, { key: "conn", token: TOKEN, user: null });
+    host = (reg.reply.urls as string[])[0];
+  });
+
+  it("answers thousands of pipelined requests in one write, in order, without deep recursion (regression)", async () => {
+    const { text } = await rawExchange(port, `GET / HTTP/1.1\r\nHost: nowhere.localhost\r\n\r\n`.repeat(3000), 4000);
+    assert.equal(text.split("HTTP/1.1 404 Not Found").length - 1, 3000);
+    assert.equal((await request({ port, host, path: "/hello", headers: { Cookie: `authorization=${TOKEN}` } })).status, 200);
+  });
+
+  it("closes a connection whose request was refused even while the browser keeps sending (regression)", async () => {
+    const ms = await closedAfter(port, `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX`, "x", 300, 12_000);
+    assert.ok(ms > 0, "the connection is closed");
+  });
+
+  it("counts empty lines before a request against the head time limit (regression)", async () => {
+    const ms = await closedAfter(port, "\r\n", "\r\n", 300, 8000);
+    assert.ok(ms > 0 && ms < 6000, `closed after ${ms} ms`);
+  });
+
+  it("closes idle keep-alive connections after the limit", async () => {
+    const ms = await closedAfter(port, `GET /hello HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`, "", 100_000, 8000);
+    assert.ok(ms > 1000 && ms < 6000, `closed after ${ms} ms`);
+  });
+
+  it("keeps an HTTP/1.0 connection that asks for keep-alive, and says so (regression)", async () => {
+    const one = `GET /hello HTTP/1.0\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nConnection: keep-alive\r\n\r\n`;
+    const { text } = await rawExchange(port, one + one, 1000);
+    assert.equal(text.split("HTTP/1.1 200").length - 1, 2);
+    assert.match(text, /\r\nConnection: keep-alive\r\n/i);
+  });
+
+  it("answers a request whose sender half-closed right after it (regression)", async () => {
+    const text = await new Promise<string>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => socket.end(`GET /slow?n=200 HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`));
+      let data = "";
+      socket.on("data", (c) => { data += c.toString("latin1"); });
+      socket.on("close", () => resolve(data));
+    });
+    assert.equal(statusOf(text), 200);
+    assert.match(text, /slow\n$/);
+  });
+
+  it("never serves bytes that followed a bodiless response to the next request (regression)", async () => {
+    const head = `HEAD /head-leak HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`;
+    const get = `GET /hello HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`;
+    const { text } = await rawExchange(port, head + get, 1500);
+    assert.ok(!text.includes("FORGED") && !text.includes("X-Forged"), text);
+    assert.match(text, /hello\n$/);
+  });
+
+  it("keeps the framing of a response whose Connection field names Content-Length (regression)", async () => {
+    const started = Date.now();
+    const res = await request({ port, host, path: "/strip-length", headers: { Cookie: `authorization=${TOKEN}` } });
+    assert.equal(res.text, "hello");
+    assert.equal(res.headers["content-length"], "5");
+    assert.ok(Date.now() - started < 1000);
+  });
+
+  it("reports requests in progress and adds a Date field to its own responses", async () => {
+    const slow = request({ port, host, path: "/slow?n=600", headers: { Cookie: `authorization=${TOKEN}` } });
+    await new Promise((r) => setTimeout(r, 200));
+    const during = await request({ port, host, path: "/_conductor/status" });
+    assert.match(String(during.headers.date), /GMT$/);
+    assert.equal(JSON.parse(during.text).requestActive, 2, "the slow request and the status request itself");
+    await slow;
+    const after = JSON.parse((await request({ port, host, path: "/_conductor/status" })).text);
+    assert.equal(after.requestActive, 1);
+  });
+});
