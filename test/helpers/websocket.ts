@@ -117,7 +117,10 @@ export interface WsClient {
 
 /** Where and how a websocket client connects. */
 export interface WsTarget {
+  /** TCP port on 127.0.0.1, or 0 with `socketPath`. */
   port: number;
+  /** A UNIX socket to connect to instead of the port. */
+  socketPath?: string;
   host: string;
   path?: string;
   headers?: Record<string, string>;
@@ -133,7 +136,7 @@ export function openWebSocket(target: WsTarget): Promise<WsClient> {
     const key = randomBytes(16).toString("base64");
     const socket: Socket = target.tls
       ? tlsConnect({ port: target.port, host: "127.0.0.1", servername: target.host.split(":")[0], ...target.tls })
-      : connect(target.port, "127.0.0.1");
+      : target.socketPath !== undefined ? connect(target.socketPath) : connect(target.port, "127.0.0.1");
     let head = "GET " + (target.path ?? "/") + " HTTP/1.1\r\nHost: " + target.host +
       "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\n";
     for (const [k, v] of Object.entries(target.headers ?? {})) head += `${k}: ${v}\r\n`;
@@ -141,7 +144,12 @@ export function openWebSocket(target: WsTarget): Promise<WsClient> {
     let buf: Buffer = Buffer.alloc(0);
     const reader = new FrameReader();
     const messages: Buffer[] = [];
-    const waiting: Array<(b: Buffer) => void> = [];
+    const waiting: Array<{ resolve: (b: Buffer) => void; reject: (e: Error) => void }> = [];
+    let closed = false;
+    socket.on("close", () => {
+      closed = true;
+      for (const w of waiting.splice(0)) w.reject(new Error("websocket closed"));
+    });
     let parts: Buffer[] = [];
     let open = false;
     const onFrames = (frames: Frame[]): void => {
@@ -153,7 +161,7 @@ export function openWebSocket(target: WsTarget): Promise<WsClient> {
         const msg = Buffer.concat(parts);
         parts = [];
         const w = waiting.shift();
-        if (w) w(msg); else messages.push(msg);
+        if (w) w.resolve(msg); else messages.push(msg);
       }
     };
     socket.on("data", (chunk: Buffer) => {
@@ -180,8 +188,8 @@ export function openWebSocket(target: WsTarget): Promise<WsClient> {
         receive: () => new Promise((res, rej) => {
           const m = messages.shift();
           if (m) return res(m);
-          waiting.push(res);
-          socket.once("close", () => rej(new Error("websocket closed")));
+          if (closed) return rej(new Error("websocket closed"));
+          waiting.push({ resolve: res, reject: rej });
         }),
         close: () => { socket.end(encodeFrame(8, Buffer.alloc(0), true)); },
       });

@@ -1,0 +1,228 @@
+/**
+ * `npm run bench`: conductor's speed and memory, each figure beside a
+ * reference measured in the same run on the same machine, as a ratio, with
+ * the median of several rounds. Sets everything up on loopback by itself:
+ * a private sshd, conductor-server, conductor with the test app, and a
+ * private nginx as the reference. wrk is the load generator when installed.
+ *
+ * Options: --rounds N (default 3), --seconds S per run (default 5),
+ * --routes N for the route-scale rows (default 10000), --write to record the
+ * table in test/bench/RESULTS.md, --only A,B to run some sections
+ * (throughput, tls, latency, websocket, control, scale, idle).
+ *
+ * @module
+ */
+import { rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { Cleanup } from "../helpers/cleanup.ts";
+import { certDir, selfSigned } from "../helpers/certs.ts";
+import { repoRoot } from "../helpers/env.ts";
+import { httpCommon, nginxMissing, startNginx } from "../helpers/nginx.ts";
+import { sshdMissing, freePort } from "../helpers/sshd.ts";
+import { startChain, type Chain } from "./chain.ts";
+import { builtinLoad, sampleLatency, websocketEchoRate, type Target } from "./loader.ts";
+import { controlPlaneRows } from "./control_plane.ts";
+import { idleRows, raiseFileLimit, scaleRows } from "./scale.ts";
+import { hasWrk, postScript, runWrk } from "./wrk.ts";
+
+/** One line of the results table. */
+export interface Row {
+  measure: string;
+  conductor: string;
+  reference: string;
+  ratio: string;
+  target: string;
+}
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "3" },
+    seconds: { type: "string", default: "5" },
+    routes: { type: "string", default: "10000" },
+    write: { type: "boolean", default: false },
+    only: { type: "string" },
+  },
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const only = values.only ? new Set(values.only.split(",")) : null;
+const wanted = (section: string): boolean => only === null || only.has(section);
+
+const cleanups: Array<() => unknown> = [];
+const cleanup: Cleanup = { after: (fn) => { cleanups.push(fn); } };
+
+/** Median of numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Formats a number for the table. */
+export function fmt(x: number, digits = 0): string {
+  return x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+/** Runs `a` and `b` alternately `rounds` times; returns the medians and the median of the per-round ratios a/b. */
+export async function paired(a: () => Promise<number>, b: () => Promise<number>): Promise<{ a: number; b: number; ratio: number }> {
+  const as: number[] = [], bs: number[] = [], ratios: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const x = await a();
+    const y = await b();
+    as.push(x);
+    bs.push(y);
+    ratios.push(x / y);
+  }
+  return { a: median(as), b: median(bs), ratio: median(ratios) };
+}
+
+/** Requests per second of GET `path` at `target` with 32 connections (wrk, or the built-in loader). */
+async function rps(url: string, target: Target, path: string): Promise<number> {
+  if (!hasWrk) return builtinLoad(target, path, 32, seconds);
+  const r = await runWrk({ url: url + path, headers: { Host: target.host, Cookie: target.cookie ?? "" }, seconds });
+  if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}${path}`);
+  return r.requestsPerSec;
+}
+
+/** The nginx reference: upstream keep-alive to the same forwarded socket, the same X-Forwarded fields. */
+function nginxProxy(socket: string, port: number, tls?: { cert: string; key: string }): string {
+  return `http {
+  ${httpCommon()}
+  upstream app { server unix:${socket}; keepalive 32; }
+  server {
+    listen 127.0.0.1:${port}${tls ? " ssl" : ""};
+    ${tls ? `ssl_certificate ${tls.cert}; ssl_certificate_key ${tls.key};` : ""}
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_request_buffering off;
+    }
+  }
+}`;
+}
+
+async function throughputRows(rows: Row[]): Promise<Chain> {
+  const chain = await startChain(cleanup);
+  const nginxPort = await freePort();
+  await startNginx(cleanup, nginxProxy(chain.forwardedSocket, nginxPort));
+  const target: Target = { port: chain.port, host: chain.host, cookie: chain.cookie };
+  const gw = `http://127.0.0.1:${chain.port}`;
+  const ng = `http://127.0.0.1:${nginxPort}`;
+  await rps(gw, target, "/hello"); // warm-up
+  if (wanted("throughput")) {
+    const small = await paired(() => rps(gw, target, "/hello"), () => rps(ng, { ...target, port: nginxPort }, "/hello"));
+    rows.push({ measure: "1. requests/s, small responses, 32 connections, through the SSH tunnel", conductor: fmt(small.a), reference: `${fmt(small.b)} (nginx, upstream keep-alive)`, ratio: small.ratio.toFixed(2), target: "≥ 0.8" });
+    if (hasWrk) {
+      const mib = 1024 * 1024;
+      const big = await paired(
+        async () => (await runWrk({ url: `${gw}/bytes?n=${mib}`, headers: { Host: chain.host, Cookie: chain.cookie }, seconds, connections: 8 })).bytesPerSec / mib,
+        async () => (await runWrk({ url: `${ng}/bytes?n=${mib}`, headers: { Host: chain.host, Cookie: chain.cookie }, seconds, connections: 8 })).bytesPerSec / mib);
+      rows.push({ measure: "3a. MiB/s of 1 MiB responses, 8 connections", conductor: fmt(big.a, 1), reference: `${fmt(big.b, 1)} (nginx)`, ratio: big.ratio.toFixed(2), target: "≥ 0.8" });
+      const script = postScript(join(tmpdir(), `conductor-bench-post-${process.pid}.lua`), 10 * mib);
+      cleanup.after(() => rmSync(script, { force: true }));
+      const up = await paired(
+        async () => (await runWrk({ url: `${gw}/upload`, headers: { Host: chain.host, Cookie: chain.cookie }, seconds, connections: 4, script })).requestsPerSec * 10,
+        async () => (await runWrk({ url: `${ng}/upload`, headers: { Host: chain.host, Cookie: chain.cookie }, seconds, connections: 4, script })).requestsPerSec * 10);
+      rows.push({ measure: "3b. MiB/s of 10 MiB uploads, 4 connections", conductor: fmt(up.a, 1), reference: `${fmt(up.b, 1)} (nginx)`, ratio: up.ratio.toFixed(2), target: "≥ 0.8" });
+    }
+  }
+  if (wanted("latency")) {
+    const direct: Target = { socketPath: chain.forwardedSocket, host: chain.host };
+    const through = await sampleLatency(target, "/hello", 1000);
+    const plain = await sampleLatency(direct, "/hello", 1000);
+    rows.push({ measure: "4. latency of one request on an idle keep-alive connection, p50 / p99 (ms)", conductor: `${through.p50.toFixed(3)} / ${through.p99.toFixed(3)}`,
+      reference: `${plain.p50.toFixed(3)} / ${plain.p99.toFixed(3)} (direct to the forwarded socket)`,
+      ratio: `+${(through.p50 - plain.p50).toFixed(3)} ms p50`, target: "small" });
+  }
+  if (wanted("websocket")) {
+    const ws = await paired(() => websocketEchoRate(target, Math.min(seconds, 3)), () => websocketEchoRate({ socketPath: chain.forwardedSocket, host: chain.host }, Math.min(seconds, 3)));
+    rows.push({ measure: "5. websocket echo round trips/s, one connection", conductor: fmt(ws.a), reference: `${fmt(ws.b)} (direct to the forwarded socket)`, ratio: ws.ratio.toFixed(2), target: "" });
+  }
+  return chain;
+}
+
+async function tlsRow(rows: Row[]): Promise<void> {
+  if (!hasWrk) return;
+  const dir = certDir(cleanup);
+  const cert = selfSigned(dir, "bench", "localhost", ["localhost", "*.localhost"]);
+  const chain = await startChain(cleanup, { gatewayArgs: ["--ssl-cert-file", cert.cert, "--ssl-key-file", cert.key] });
+  const nginxPort = await freePort();
+  await startNginx(cleanup, nginxProxy(chain.forwardedSocket, nginxPort, cert));
+  const headers = { Host: chain.host, Cookie: chain.cookie };
+  const run = async (port: number): Promise<number> => (await runWrk({ url: `https://127.0.0.1:${port}/hello`, headers, seconds })).requestsPerSec;
+  await run(chain.port);
+  const r = await paired(() => run(chain.port), () => run(nginxPort));
+  rows.push({ measure: "2. requests/s, small responses, 32 connections, TLS on the front", conductor: fmt(r.a), reference: `${fmt(r.b)} (nginx, TLS)`, ratio: r.ratio.toFixed(2), target: "≥ 0.8" });
+}
+
+async function main(): Promise<void> {
+  const missing = sshdMissing || nginxMissing;
+  if (missing) {
+    process.stderr.write(`bench: ${missing}\n`);
+    process.exit(1);
+  }
+  raiseFileLimit(process.pid);
+  const rows: Row[] = [];
+  const log = (s: string): void => { process.stderr.write(s + "\n"); };
+  log(`bench: ${cpus().length} cores, ${rounds} rounds of ${seconds} s, load from ${hasWrk ? "wrk" : "the built-in loader"}`);
+  let chain: Chain | null = null;
+  if (wanted("throughput") || wanted("latency") || wanted("websocket")) {
+    log("bench: throughput, latency and websocket rows ...");
+    chain = await throughputRows(rows);
+  }
+  if (wanted("tls")) {
+    log("bench: TLS row ...");
+    await tlsRow(rows);
+  }
+  if (wanted("control")) {
+    log("bench: control plane rows ...");
+    rows.push(...await controlPlaneRows(cleanup, chain, rounds));
+  }
+  if (wanted("scale")) {
+    log("bench: route scale rows ...");
+    rows.push(...await scaleRows(cleanup, { routes: Number(values.routes), seconds, rounds }));
+  }
+  if (wanted("idle")) {
+    log("bench: idle connection rows ...");
+    rows.push(...await idleRows(cleanup));
+  }
+  rows.sort((a, b) => a.measure.localeCompare(b.measure, "en", { numeric: true }));
+  const table = renderTable(rows);
+  process.stdout.write(table);
+  if (values.write) writeResults(table);
+}
+
+function renderTable(rows: Row[]): string {
+  let out = "| measure | conductor | reference (same run) | ratio | target |\n|---|---|---|---|---|\n";
+  for (const r of rows) out += `| ${r.measure} | ${r.conductor} | ${r.reference} | ${r.ratio} | ${r.target} |\n`;
+  return out;
+}
+
+function writeResults(table: string): void {
+  const path = join(repoRoot, "test", "bench", "RESULTS.md");
+  const date = new Date().toISOString().slice(0, 10);
+  const cpu = cpus()[0]?.model ?? "unknown CPU";
+  const text = `# Benchmark results\n\nLatest figures of \`npm run bench\` (${rounds} rounds of ${seconds} s, medians), on ${date}, ` +
+    `on a ${cpus().length}-core machine (${cpu}) with Node ${process.version}.\n\n` +
+    "These figures come from a shared, noisy machine where the load generator, the gateway, ssh, sshd, nginx and the app " +
+    "all share the same cores: compare the ratios, measured in the same run, not the absolute numbers.\n\n" + table;
+  writeFileSync(path, text);
+  process.stderr.write(`bench: wrote ${path}\n`);
+}
+
+main().then(async () => {
+  for (const fn of cleanups.reverse()) await fn();
+  process.exit(0);
+}, async (err) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  for (const fn of cleanups.reverse()) await fn();
+  process.exit(1);
+});
+
