@@ -20,6 +20,7 @@ import { inspectRouteSocket, probeSocket } from "./socket_check.ts";
 /** What a registration that passed the checks is about. */
 export interface Admission {
   key: string;
+  name: string;
   user: string;
   uid: number;
   socketPath: string;
@@ -51,5 +52,5 @@ export async function admit(dir: string, request: RegisterRequest, routes: Route
     throw new ConductorError("CONDUCTOR_ERR_ROUTE_LIMIT",
       `Cannot register route: user ${user} already holds ${maxPerUser} routes, the limit of this gateway; stop some (conductor list) first`);
   }
-  return { key: request.key, user, uid: facts.uid, socketPath, directory: dir, authHash, replaces: existing };
+  return { key: request.key, name: request.name, user, uid: facts.uid, socketPath, directory: dir, authHash, replaces: existing };
 }

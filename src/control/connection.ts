@@ -11,6 +11,7 @@ import type { Logger } from "../lib/log.ts";
 import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
 import type { Route, RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
+import type { GatewayState } from "../state/gateway_state.ts";
 import { admit } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
 import { readLines } from "./lines.ts";
@@ -22,6 +23,7 @@ export interface ControlContext {
   stats: Stats;
   logger: Logger;
   pool: PoolOptions;
+  state: GatewayState;
   socketsDir: string;
   maxRoutesPerUser: number;
   configTimeoutMs: number;
@@ -79,8 +81,13 @@ export class ControlConnection {
     });
   }
 
-  /** Ends the connection and what it holds; `graceful` lets a last reply reach the client. Safe to call twice. */
-  close(reason = "client disconnected", graceful = false): void {
+  /**
+   * Ends the connection and what it holds; `graceful` lets a last reply reach
+   * the client. With `keep` (the gateway is stopping) the route stays in the
+   * state and its directory stays, for the next start to take over. Safe to
+   * call twice.
+   */
+  close(reason = "client disconnected", graceful = false, keep = false): void {
     if (this.#state === CLOSED) return;
     const ctx = this.#ctx;
     if (this.#state !== LIVE) ctx.pending--;
@@ -90,13 +97,16 @@ export class ControlConnection {
     const route = this.#route;
     this.#route = null;
     if (route !== null) {
-      if (ctx.routes.remove(route)) ctx.logger.info("route removed", { key: route.key, user: route.user, reason });
+      if (ctx.routes.remove(route)) {
+        if (!keep) ctx.state.removeRoute(route.user, route.key, route.directory);
+        ctx.logger.info("route removed", { key: route.key, user: route.user, reason });
+      }
       route.pool.destroy();
     }
     if (graceful) this.socket.end();
     else this.socket.destroy();
     const dir = this.#directory;
-    if (dir !== null) {
+    if (dir !== null && !(keep && route !== null)) {
       const removal = removeClientDir(dir)
         .catch((err) => ctx.logger.warn("cannot remove client directory; it is locked, remove it as root", { dir, error: err }))
         .finally(() => ctx.removals.delete(removal));
@@ -127,6 +137,7 @@ export class ControlConnection {
     const route: Route = {
       key: admission.key,
       user: admission.user,
+      name: admission.name,
       uid: admission.uid,
       socketPath: admission.socketPath,
       directory: dir,
@@ -142,6 +153,10 @@ export class ControlConnection {
       admission.replaces.release("replaced by a new registration of the same run");
       ctx.logger.info("route replaced", { key: route.key, user: route.user });
     }
+    ctx.state.saveRoute(route.user, {
+      key: route.key, name: route.name, uid: route.uid, socket: route.socketPath, directory: dir,
+      auth: request.auth, created: new Date(route.created).toISOString(),
+    });
     this.#route = route;
     this.#state = LIVE;
     ctx.pending--;
@@ -152,7 +167,7 @@ export class ControlConnection {
     this.socket.on("data", ignore);
     this.socket.once("end", () => this.close());
     this.#reply({ status: "ok", urls: [...route.hosts] });
-    ctx.logger.info("route added", { key: route.key, user: route.user, uid: route.uid, hosts: route.hosts });
+    ctx.logger.info("route added", { key: route.key, name: route.name, user: route.user, uid: route.uid, hosts: route.hosts });
   }
 
   #refuse(reason: string): void {

@@ -32,6 +32,8 @@ export interface RegisterRequest {
   auth: string;
   /** Route key, lowercased. */
   key: string;
+  /** Registry name of the service (an extension field; the key when absent). */
+  name: string;
 }
 
 /** The server's answer to a registration. */
@@ -103,7 +105,20 @@ export function parseRegister(message: Record<string, unknown>): RegisterRequest
     throw new ConductorError("CONDUCTOR_ERR_PROTOCOL",
       "Cannot register route: 'auth' must be the hex blake2b-512 digest (128 hex digits) of the token");
   }
-  return { auth: auth.toLowerCase(), key: normalizeKey(message.key) };
+  const key = normalizeKey(message.key);
+  return { auth: auth.toLowerCase(), key, name: message.name === undefined ? key : normalizeName(message.name) };
+}
+
+/** Rule for service names: like keys, so that they fit in file and host names. */
+export const NAME_RE = KEY_RE;
+
+/** Lowercases and checks a service name; throws `CONDUCTOR_ERR_KEY_INVALID` with the rule. */
+export function normalizeName(name: unknown): string {
+  if (typeof name !== "string" || !NAME_RE.test(name.toLowerCase())) {
+    throw new ConductorError("CONDUCTOR_ERR_KEY_INVALID",
+      `Cannot use service name ${preview(JSON.stringify(name) ?? String(name))}: use 1 to 63 letters, digits and '-', not starting or ending with '-'`);
+  }
+  return name.toLowerCase();
 }
 
 /** Parses the server's banner line (client side). */

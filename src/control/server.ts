@@ -12,6 +12,8 @@ import type { Logger } from "../lib/log.ts";
 import { type PoolOptions, DEFAULT_POOL_OPTIONS } from "../gateway/pool.ts";
 import type { RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
+import type { GatewayState } from "../state/gateway_state.ts";
+import { AdoptedRoutes } from "./adoption.ts";
 import { ControlConnection, type ControlContext } from "./connection.ts";
 import { prepareSocketsDir, sweepClientDirs } from "./directories.ts";
 import { encodeLine } from "./protocol.ts";
@@ -31,6 +33,8 @@ export interface ControlOptions {
   /** Most connections that have not registered yet. Default 1024. */
   maxPending?: number;
   pool?: PoolOptions;
+  /** Where routes are stored; the routes stored there are taken over at start. */
+  state: GatewayState;
 }
 
 /** A running control server. */
@@ -39,7 +43,13 @@ export interface ControlServer {
   readonly path: string;
   /** Open control connections. */
   readonly connections: number;
-  /** Stops accepting, ends every registration and removes its directory. Safe to call twice. */
+  /** Routes taken over from the previous run and not yet claimed by their clients. */
+  readonly adopted: number;
+  /**
+   * Stops accepting and ends every control connection. Routes and their
+   * directories stay in the state for the next start to take over. Safe to
+   * call twice.
+   */
   close(): Promise<void>;
 }
 
@@ -54,7 +64,9 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
   const maxPending = options.maxPending ?? 1024;
   const poolOptions = options.pool ?? DEFAULT_POOL_OPTIONS;
   const socketsDir = await prepareSocketsDir(options.runtimeDir);
-  const swept = await sweepClientDirs(socketsDir, new Set());
+  const adopted = new AdoptedRoutes({ routes, stats, logger, pool: poolOptions, state: options.state, socketsDir });
+  await adopted.adopt();
+  const swept = await sweepClientDirs(socketsDir, adopted.directories());
   if (swept.removed.length > 0) logger.info("removed stale client directories", { count: swept.removed.length, dir: socketsDir });
   for (const { path, error } of swept.failed) {
     logger.warn("cannot remove a stale client directory; it is locked, remove it as root", { dir: path, error });
@@ -67,6 +79,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     stats,
     logger,
     pool: poolOptions,
+    state: options.state,
     socketsDir,
     maxRoutesPerUser: maxPerUser,
     configTimeoutMs,
@@ -103,13 +116,18 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     get connections() {
       return ctx.open.size;
     },
+    get adopted() {
+      return adopted.size;
+    },
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
-          for (const conn of ctx.open) conn.close("the gateway is stopping");
+          for (const conn of ctx.open) conn.close("the gateway is stopping", false, true);
         });
+        adopted.close();
         await Promise.all(ctx.removals);
+        await options.state.flush();
         await fs.rm(path, { force: true });
       })();
       return closing;

@@ -14,6 +14,8 @@ import type { GatewayOptions } from "./service.ts";
 export const DEFAULT_RUNTIME_DIR = "/var/run/conductor";
 /** The default TCP port, as the original's. */
 export const DEFAULT_PORT = 8888;
+/** The default directory of durable state. */
+export const DEFAULT_STATE_DIR = "/var/lib/conductor";
 
 /** `conductor-server --help`. */
 export const SERVER_HELP = `Usage: conductor-server [options]
@@ -41,6 +43,9 @@ Front end:
 Control socket and limits:
   -r, --runtime-dir DIR        holds the control socket DIR/client and the client
                                directories DIR/sockets (default ${DEFAULT_RUNTIME_DIR})
+      --state-dir DIR          keeps each user's routes in DIR/users/USER.json, so
+                               that a restart keeps the routes whose clients live
+                               (default ${DEFAULT_STATE_DIR})
       --max-routes-per-user N  routes one user may hold at once (default 64)
 
 Other:
@@ -71,6 +76,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
         bind: { type: "string", short: "b" },
         sock: { type: "string", short: "s" },
         "runtime-dir": { type: "string", short: "r" },
+        "state-dir": { type: "string" },
         domain: { type: "string", short: "d", multiple: true },
         "ssl-cert-file": { type: "string" },
         "ssl-key-file": { type: "string" },
@@ -108,6 +114,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
       bind: values.bind,
       sock: values.sock,
       runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR,
+      stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
       domains: values.domain ?? [],
       tls: cert === undefined || key === undefined ? undefined : { certFile: cert, keyFile: key, allowedClientsFile: allowed },
       trustForwarded: values["trust-forwarded"] ?? values.sock !== undefined,

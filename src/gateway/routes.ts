@@ -17,6 +17,8 @@ export interface Route {
   readonly key: string;
   /** Owner's user name, lowercase (the `{user}` of the patterns). */
   readonly user: string;
+  /** Registry name of the service, unique among the user's live services. */
+  readonly name: string;
   /** Owner's uid, from the socket file. */
   readonly uid: number;
   /** The forwarded app socket. */
@@ -40,6 +42,7 @@ export class RouteTable {
   #patterns: readonly DomainPattern[];
   #byHost = new Map<string, Route>();
   #byUserKey = new Map<string, Route>();
+  #byUserName = new Map<string, Route>();
   #perUser = new Map<string, number>();
 
   constructor(patterns: readonly DomainPattern[]) {
@@ -80,6 +83,11 @@ export class RouteTable {
     return this.#byUserKey.get(user + "\0" + key);
   }
 
+  /** The live service `name` of `user`, if any. */
+  named(user: string, name: string): Route | undefined {
+    return this.#byUserName.get(user + "\0" + name);
+  }
+
   /** Number of routes `user` holds. */
   countOf(user: string): number {
     return this.#perUser.get(user) ?? 0;
@@ -102,6 +110,11 @@ export class RouteTable {
     if (current !== undefined && current !== replacing) {
       throw new ConductorError("CONDUCTOR_ERR_KEY_TAKEN", `Cannot register route: user ${route.user} already holds key '${route.key}'`);
     }
+    const named = this.#byUserName.get(route.user + "\0" + route.name);
+    if (named !== undefined && named !== replacing) {
+      throw new ConductorError("CONDUCTOR_ERR_KEY_TAKEN",
+        `Cannot register route: user ${route.user} already has a live service named '${route.name}' (key '${named.key}'); stop it first or choose another name`);
+    }
     for (const host of route.hosts) {
       const other = this.#byHost.get(host);
       if (other !== undefined && other !== replacing) {
@@ -110,7 +123,9 @@ export class RouteTable {
       }
     }
     if (current !== undefined) this.remove(current);
+    if (replacing !== undefined && replacing !== current) this.remove(replacing);
     this.#byUserKey.set(id, route);
+    this.#byUserName.set(route.user + "\0" + route.name, route);
     for (const host of route.hosts) this.#byHost.set(host, route);
     this.#perUser.set(route.user, this.countOf(route.user) + 1);
   }
@@ -120,6 +135,7 @@ export class RouteTable {
     const id = route.user + "\0" + route.key;
     if (this.#byUserKey.get(id) !== route) return false;
     this.#byUserKey.delete(id);
+    if (this.#byUserName.get(route.user + "\0" + route.name) === route) this.#byUserName.delete(route.user + "\0" + route.name);
     for (const host of route.hosts) {
       if (this.#byHost.get(host) === route) this.#byHost.delete(host);
     }

@@ -18,6 +18,7 @@ import type { PoolOptions } from "./pool.ts";
 import { RouteTable } from "./routes.ts";
 import { createStats, type Stats } from "./stats.ts";
 import { loadTls, type TlsFiles } from "./tls.ts";
+import { GatewayState } from "../state/gateway_state.ts";
 
 /** Settings of {@link startGateway}; the command line maps onto these. */
 export interface GatewayOptions {
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   /** Listen on this UNIX socket (mode 0660) instead of a TCP port. */
   sock?: string;
   runtimeDir: string;
+  /** Durable state (users' routes), kept across restarts. */
+  stateDir: string;
   /** Domain patterns, e.g. `{key}-{user}.example.org`; empty means `{key}-{user}.localhost:PORT`. */
   domains: string[];
   tls?: TlsFiles;
@@ -51,7 +54,7 @@ export interface Gateway {
   readonly address: { port: number } | { path: string };
   /** Re-reads the TLS files and uses them for new connections; open ones are kept. */
   reloadTls(): Promise<void>;
-  /** Stops everything: routes are removed, client directories deleted. Safe to call twice. */
+  /** Stops everything; live routes stay in the state for the next start. Safe to call twice. */
   close(): Promise<void>;
 }
 
@@ -81,8 +84,11 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
   if (patterns.length === 0) {
     routes.setPatterns([parseDomainPattern("port" in address ? `{key}-{user}.localhost:${address.port}` : "{key}-{user}.localhost")]);
   }
+  const state = new GatewayState(options.stateDir, logger);
   try {
+    await state.prepare();
     control = await startControlServer({
+      state,
       runtimeDir: options.runtimeDir,
       routes,
       stats,

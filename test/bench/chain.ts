@@ -44,7 +44,7 @@ export interface ChainOptions {
 export async function startChain(t: Cleanup, options: ChainOptions = {}): Promise<Chain> {
   const sshd = await startSshd(t, { users: "current" });
   const runtimeDir = makeRuntimeDir(t);
-  const gateway = startProcess(t, process.execPath, [...(options.gatewayNodeArgs ?? []), bin("conductor-server"), "-r", runtimeDir, "-p", "0", "-b", "127.0.0.1", ...(options.gatewayArgs ?? [])]);
+  const gateway = startProcess(t, process.execPath, [...(options.gatewayNodeArgs ?? []), bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", ...(options.gatewayArgs ?? [])]);
   const ready = await gateway.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
   const work = mkdtempSync(join(tmpdir(), "conductor-bench-"));
   t.after(() => rmSync(work, { recursive: true, force: true }));

@@ -21,7 +21,7 @@ function fill(table: RouteTable, count: number): void {
     const user = `user${i % 97}`;
     const path = `/run/conductor/sockets/${i.toString(16).padStart(32, "0")}/socket`;
     const route: Route = {
-      key, user, uid: 1000 + (i % 97), socketPath: path, directory: path.slice(0, -7),
+      key, user, name: key, uid: 1000 + (i % 97), socketPath: path, directory: path.slice(0, -7),
       authHash: Buffer.from(i.toString(16).padStart(128, "0"), "hex"),
       hosts: table.hostsOf(key, user), created: Date.now(),
       pool: new RoutePool(path, stats), release: () => {},

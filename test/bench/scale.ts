@@ -70,7 +70,7 @@ async function register(cleanup: Cleanup, control: string, count: number, first:
 /** Starts a gateway with one route (the test app) for the scale rows. */
 async function gatewayWithRoute(cleanup: Cleanup, maxRoutes: number): Promise<{ gateway: TestProcess; port: number; control: string; host: string; limit: number }> {
   const runtime = makeRuntimeDir(cleanup);
-  const gateway = startProcess(cleanup, process.execPath, [bin("conductor-server"), "-r", runtime, "-p", "0", "-b", "127.0.0.1",
+  const gateway = startProcess(cleanup, process.execPath, [bin("conductor-server"), "-r", runtime, "--state-dir", join(runtime, "state"), "-p", "0", "-b", "127.0.0.1",
     "--max-routes-per-user", String(maxRoutes + 10)]);
   const limit = raiseFileLimit(gateway.pid);
   const ready = await gateway.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");

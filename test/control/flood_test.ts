@@ -26,7 +26,7 @@ function firstLine(socket: Socket): Promise<string> {
 test("control socket: connections beyond the limit are refused, one closing at once does not crash, idle ones time out", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "conductor-flood-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, domains: [], trustForwarded: false, maxPending: 3, configTimeoutMs: 500 }, silentLogger);
+  const gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, stateDir: join(dir, "state"), domains: [], trustForwarded: false, maxPending: 3, configTimeoutMs: 500 }, silentLogger);
   t.after(() => gw.close());
   const port = (gw.address as { port: number }).port;
   const idle: Socket[] = [];

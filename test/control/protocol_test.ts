@@ -24,7 +24,9 @@ test("normalizeKey() lowercases, defaults to 'none' and refuses what cannot be a
 
 test("parseRegister() needs a 128-digit hex auth", () => {
   const auth = "A".repeat(128);
-  assert.deepEqual(parseRegister({ auth, key: "K" }), { auth: "a".repeat(128), key: "k" });
+  assert.deepEqual(parseRegister({ auth, key: "K" }), { auth: "a".repeat(128), key: "k", name: "k" });
+  assert.deepEqual(parseRegister({ auth, key: "K", name: "Lab" }), { auth: "a".repeat(128), key: "k", name: "lab" });
+  assert.throws(() => parseRegister({ auth, name: "a b" }), /Cannot use service name/);
   assert.throws(() => parseRegister({ auth: "plain-token" }), /128 hex digits/);
 });
 

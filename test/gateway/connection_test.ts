@@ -40,7 +40,7 @@ describe("browser connections", () => {
     const dir = mkdtempSync(join(tmpdir(), "conductor-conn-"));
     chmodSync(dir, 0o755);
     cleanup.after(() => rmSync(dir, { recursive: true, force: true }));
-    gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, domains: [], trustForwarded: false,
+    gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, stateDir: join(dir, "state"), domains: [], trustForwarded: false,
       frontTimeouts: { headers: 1500, keepAlive: 1500, body: 1500 } }, silentLogger);
     cleanup.after(() => gw.close());
     port = (gw.address as { port: number }).port;

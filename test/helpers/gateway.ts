@@ -51,7 +51,7 @@ export function makeRuntimeDir(t: Cleanup): string {
 /** Starts conductor-server on a free port and waits until it listens. */
 export async function startGateway(t: Cleanup, options: GatewayStart = {}): Promise<TestGateway> {
   const runtimeDir = options.runtimeDir ?? makeRuntimeDir(t);
-  const args = ["-r", runtimeDir, "-p", "0", "-b", "127.0.0.1", "-v", ...(options.args ?? [])];
+  const args = ["-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", "-v", ...(options.args ?? [])];
   const proc = startProcess(t, process.execPath, [bin("conductor-server"), ...args], { user: "conductor", env: options.env });
   const ready = await proc.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
   const port = typeof ready.port === "number" ? ready.port : 0;

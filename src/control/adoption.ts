@@ -1,0 +1,151 @@
+/**
+ * Routes that outlive a restart of conductor-server. At start, every stored
+ * route whose socket is still the user's and still answers is published
+ * again at once, without its control connection; the client, which saw its
+ * control connection end, registers again with the same token and replaces
+ * it. Until then the route is probed every 30 seconds and dropped when its
+ * socket stops answering (the client is gone).
+ *
+ * @module
+ */
+import { dirname, join } from "node:path";
+import { messageOf } from "../lib/errors.ts";
+import type { Logger } from "../lib/log.ts";
+import { lookupAccount } from "../lib/users.ts";
+import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
+import type { Route, RouteTable } from "../gateway/routes.ts";
+import type { Stats } from "../gateway/stats.ts";
+import { everySecond } from "../gateway/sweeper.ts";
+import type { GatewayState, RouteRecord } from "../state/gateway_state.ts";
+import { removeClientDir, SOCKET_NAME } from "./directories.ts";
+import { inspectRouteSocket, probeSocket } from "./socket_check.ts";
+
+/** How often adopted routes are probed, in ms. */
+const PROBE_EVERY_MS = 30_000;
+
+/** What adoption needs. */
+export interface AdoptionContext {
+  routes: RouteTable;
+  stats: Stats;
+  logger: Logger;
+  pool: PoolOptions;
+  state: GatewayState;
+  socketsDir: string;
+}
+
+/** The adopted routes not yet claimed by their client. */
+export class AdoptedRoutes {
+  #ctx: AdoptionContext;
+  #waiting = new Set<Route>();
+  #stop: () => void;
+  #lastProbe = Date.now();
+
+  constructor(ctx: AdoptionContext) {
+    this.#ctx = ctx;
+    this.#stop = everySecond((now) => {
+      if (now - this.#lastProbe < PROBE_EVERY_MS || this.#waiting.size === 0) return;
+      this.#lastProbe = now;
+      void this.#probeAll();
+    });
+  }
+
+  /** Routes still waiting for their client. */
+  get size(): number {
+    return this.#waiting.size;
+  }
+
+  /** Directories of the adopted routes (kept when the sockets directory is swept). */
+  directories(): Set<string> {
+    return new Set([...this.#waiting].map((r) => r.directory));
+  }
+
+  /**
+   * Loads the stored routes and publishes those whose socket is still the
+   * user's and answers; writes back what was kept. Returns the number adopted.
+   */
+  async adopt(): Promise<number> {
+    const { state, logger } = this.#ctx;
+    let adopted = 0;
+    for (const file of await state.load()) {
+      const kept: RouteRecord[] = [];
+      for (const record of file.routes) {
+        const why = await this.#check(file.user, record);
+        if (why !== null) {
+          logger.info("stored route dropped at start", { key: record.key, user: file.user, reason: why });
+          await removeClientDir(record.directory).catch(() => {});
+          continue;
+        }
+        try {
+          this.#publish(file.user, record);
+          kept.push(record);
+          adopted++;
+        } catch (err) {
+          logger.warn("stored route not published", { key: record.key, user: file.user, reason: messageOf(err) });
+        }
+      }
+      if (kept.length !== file.routes.length) state.setRoutes(file.user, kept);
+    }
+    await state.flush();
+    if (adopted > 0) logger.info("routes kept across the restart", { count: adopted });
+    return adopted;
+  }
+
+  /** Stops probing. */
+  close(): void {
+    this.#stop();
+  }
+
+  /** Why a stored route cannot be published again, or null when it can. */
+  async #check(user: string, record: RouteRecord): Promise<string | null> {
+    if (dirname(record.directory) !== this.#ctx.socketsDir || record.socket !== join(record.directory, SOCKET_NAME)) {
+      return "its socket is not in this gateway's sockets directory";
+    }
+    try {
+      const facts = await inspectRouteSocket(record.socket);
+      if (facts.uid !== record.uid) return "its socket changed owner";
+      if ((await lookupAccount(facts.uid)).name.toLowerCase() !== user) return "its owner has another name now";
+      await probeSocket(record.socket, 2000);
+      return null;
+    } catch (err) {
+      return messageOf(err);
+    }
+  }
+
+  #publish(user: string, record: RouteRecord): void {
+    const { routes, stats, pool } = this.#ctx;
+    const route: Route = {
+      key: record.key,
+      user,
+      name: record.name,
+      uid: record.uid,
+      socketPath: record.socket,
+      directory: record.directory,
+      authHash: Buffer.from(record.auth, "hex"),
+      hosts: routes.hostsOf(record.key, user),
+      created: Date.parse(record.created) || Date.now(),
+      pool: new RoutePool(record.socket, stats, pool),
+      release: (reason) => this.#drop(route, reason),
+    };
+    routes.add(route);
+    this.#waiting.add(route);
+  }
+
+  /** Ends an adopted route: replaced by its client's new registration, or its socket died. */
+  #drop(route: Route, reason: string): void {
+    if (!this.#waiting.delete(route)) return;
+    const { routes, state, logger } = this.#ctx;
+    if (routes.remove(route)) {
+      state.removeRoute(route.user, route.key, route.directory);
+      logger.info("route removed", { key: route.key, user: route.user, reason });
+    }
+    route.pool.destroy();
+    removeClientDir(route.directory).catch((err) => logger.warn("cannot remove client directory; it is locked, remove it as root", { dir: route.directory, error: err }));
+  }
+
+  async #probeAll(): Promise<void> {
+    for (const route of [...this.#waiting]) {
+      const alive = await probeSocket(route.socketPath, 2000).then(() => true, () => false);
+      if (!alive) this.#drop(route, "its socket stopped answering before the client came back");
+    }
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * conductor-server restarts: live routes answer again at once and their
+ * clients take them back; dead ones are dropped; the state files survive
+ * SIGKILL in the middle of writes.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { startConductor } from "../helpers/conductor.ts";
+import { startGateway } from "../helpers/gateway.ts";
+import { request } from "../helpers/http.ts";
+import { register } from "../helpers/register.ts";
+import { sshdMissing, startSshd } from "../helpers/sshd.ts";
+import { needsRoot } from "../helpers/env.ts";
+
+test("a restarted gateway publishes live routes at once, the client takes its route back, a dead route is gone", { skip: sshdMissing || needsRoot }, async (t) => {
+  const sshd = await startSshd(t);
+  const gw = await startGateway(t);
+  const client = startConductor(t, sshd, gw, { key: "survivor", token: "keep-me" });
+  const live = await client.live();
+  const doomed = await register(t, gw.controlPath, { key: "doomed", token: "bye", user: "bob" });
+  const doomedDir = doomed.banner.directory as string;
+  const hello = (port: number, host: string, token: string) => request({ port, host, path: "/hello", headers: { Cookie: `authorization=${token}` } });
+  assert.equal((await hello(gw.port, live.urls[0], "keep-me")).status, 200);
+
+  const state = join(gw.runtimeDir, "state", "users");
+  await waitFor(() => existsSync(join(state, "alice.json")) && existsSync(join(state, "bob.json")));
+  const stored = JSON.parse(readFileSync(join(state, "alice.json"), "utf8"));
+  assert.equal(stored.routes[0].key, "survivor");
+  assert.equal(stored.routes[0].auth.length, 128, "only the token's hash is stored");
+  assert.ok(!JSON.stringify(stored).includes("keep-me"));
+
+  await gw.stop();
+  // Bob's app dies while the gateway is down.
+  doomed.process.child.kill("SIGKILL");
+  await doomed.process.exited;
+  const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
+  const kept = await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 10_000, "stderr");
+  assert.equal(kept.count, 1);
+  // Published at once, before the client has come back (same host name: the port is new, so match by key).
+  const host = again.host("survivor", "alice");
+  const first = await hello(again.port, host, "keep-me");
+  assert.equal(first.status, 200);
+  assert.equal((await hello(again.port, again.host("doomed", "bob"), "bye")).status, 404, "the dead route is gone");
+  assert.equal(existsSync(doomedDir), false, "and its directory");
+  // The client registers again with the same token and takes its route back.
+  const back = await client.live(2);
+  assert.equal(back.auth, "keep-me");
+  assert.equal((await hello(again.port, host, "keep-me")).status, 200);
+  assert.deepEqual(readdirSync(join(again.runtimeDir, "sockets")).length, 1, "only the new directory is left");
+});
+
+test("state files are always whole when conductor-server is killed with SIGKILL during registrations", { skip: needsRoot }, async (t) => {
+  const first = await startGateway(t);
+  const runtimeDir = first.runtimeDir;
+  await first.stop();
+  let writes = 0;
+  for (let round = 0; round < 8; round++) {
+    const gw = await startGateway(t, { runtimeDir });
+    const churn = (async () => {
+      for (let i = 0; ; i++) {
+        const reg = await register(t, gw.controlPath, { key: `churn${round}-${i}`, token: "t", user: i % 2 ? "alice" : "bob" }).catch(() => null);
+        if (reg === null || reg.reply.status !== "ok") return;
+        writes++;
+        if (i % 3 === 0) await reg.end();
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300 + Math.random() * 700));
+    gw.process.child.kill("SIGKILL");
+    await gw.process.exited;
+    await churn;
+    const users = join(runtimeDir, "state", "users");
+    for (const name of readdirSync(users)) {
+      assert.ok(!name.includes(".corrupt-"), `round ${round}: ${name}`);
+      if (!name.endsWith(".json")) continue;
+      const file = JSON.parse(readFileSync(join(users, name), "utf8"));
+      assert.ok(Array.isArray(file.routes), `round ${round}: ${name} is whole`);
+    }
+  }
+  assert.ok(writes > 8, `registrations happened (${writes})`);
+  // The last start takes over what is left and serves.
+  const last = await startGateway(t, { runtimeDir });
+  const reg = await register(t, last.controlPath, { key: "after", token: "t" });
+  assert.equal(reg.reply.status, "ok");
+});
+
+async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
