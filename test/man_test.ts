@@ -17,8 +17,9 @@ const hasMandoc = spawnSync("mandoc", ["-V"]).error === undefined;
 
 for (const page of readdirSync(manDir).filter((f) => /\.[1-8]$/.test(f))) {
   test(`man/${page} is clean under mandoc -T lint`, { skip: !hasMandoc && "mandoc is not installed (apt-get install mandoc)" }, () => {
+    // mandoc prints its findings on stdout when that is not a terminal, on stderr otherwise.
     const result = spawnSync("mandoc", ["-T", "lint", "-W", "warning", join(manDir, page)], { encoding: "utf8" });
-    const problems = result.stderr.split("\n").filter((l) => l !== "" && !l.includes("mandoc.db"));
+    const problems = (result.stdout + result.stderr).split("\n").filter((l) => l !== "" && !l.includes("mandoc.db"));
     assert.deepEqual(problems, []);
   });
 }

@@ -9,6 +9,7 @@
 import { CLIENT_HELP, parseClientArgs } from "../client/cli.ts";
 import { jsonLinesSink } from "../client/events.ts";
 import { EXIT_ERROR, runClient } from "../client/run.ts";
+import { listCommand, showService, stopService, verifyService, type VerbContext } from "../client/verbs.ts";
 import { messageOf } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
@@ -28,6 +29,26 @@ async function main(argv: string[]): Promise<number> {
   if (command.kind === "version") {
     process.stdout.write(`conductor ${VERSION}\n`);
     return 0;
+  }
+  if (command.kind !== "run") {
+    const ctx: VerbContext = {
+      env: process.env,
+      out: (text) => process.stdout.write(text),
+      err: (text) => process.stderr.write(text),
+      logger: createLogger({ verbose: command.kind === "list" && command.verbose }),
+    };
+    try {
+      switch (command.kind) {
+        case "show": return await showService(command.name, command.json, ctx);
+        case "verify": return await verifyService(command.name, command.key, ctx);
+        case "stop": return await stopService(command.name, ctx);
+        case "list": return await listCommand(command.pattern, command.json,
+          command.gateway === null ? null : { destination: command.gateway, text: command.gatewayText!, sshOptions: command.sshOptions }, ctx);
+      }
+    } catch (err) {
+      process.stderr.write(`conductor: ${messageOf(err)}\n`);
+      return EXIT_ERROR;
+    }
   }
   const logger = createLogger({ verbose: command.options.verbose });
   const stopRequested = new Promise<string>((resolve) => {

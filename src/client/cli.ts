@@ -1,32 +1,46 @@
 /**
  * The command line of `conductor`, compatible with the original's:
- * `conductor [-r] [-v] [-k KEY] [user@]host[:port][/path/client.sock] app.sock -- command [args...]`.
+ * `conductor [-r] [-v] [-k KEY] [user@]host[:port][/path/client.sock] app.sock -- command [args...]`,
+ * and the registry's verbs: `show`, `verify`, `list`, `stop`.
+ *
+ * The first operand is a verb when it is exactly one of those words; a
+ * gateway host with such a name is written with a user or a port
+ * (`me@list`, `list:22`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { isAbsolute, resolve } from "node:path";
 import { ConductorError, messageOf } from "../lib/errors.ts";
-import { normalizeKey } from "../control/protocol.ts";
+import { normalizeKey, normalizeName } from "../control/protocol.ts";
 import { parseDestination, type Destination } from "../ssh/destination.ts";
 
 /** `conductor --help`. */
 export const CLIENT_HELP = `Usage: conductor [options] [user@]host[:port][/path/to/client.sock] APP.SOCK -- COMMAND [ARG...]
+       conductor show NAME [--json]
+       conductor verify NAME KEY
+       conductor list [PATTERN] [--json] [--gateway [user@]host[:port][/path]]
+       conductor stop NAME
 
 Run COMMAND, an app listening on the UNIX socket APP.SOCK, and publish it on
 the conductor gateway HOST through SSH. Progress is printed as JSON lines on
-stdout; the "live" line carries the URLs and the token: open
-https://URL/_conductor/auth/TOKEN in a browser.
+stdout; the "live" line carries the URLs and the token. Then
+'conductor show NAME' prints the link that opens it in a browser.
 
 The app finds its socket path in $CONDUCTOR_SOCKET, e.g.
-  conductor gw.example.org '$HOME/lab.sock' -- \\
+  conductor -k lab gw.example.org "$HOME/lab.sock" -- \\
     sh -c 'exec jupyter lab --no-browser --sock "$CONDUCTOR_SOCKET"'
 
-Options:
+Options of a run:
   -k, --key KEY        publish as https://KEY-USER.DOMAIN/: letters, digits
                        and '-' (default: none is sent, the gateway uses 'none')
+  -n, --name NAME      the service's name for show, verify, list and stop
+                       (default: the key); one live service per name
   -r, --replace        stop the process already listening on APP.SOCK
                        instead of exiting with status 2
+      --tls            make a key and a self-signed certificate for the app
+                       (kept in the state directory), passed to it in
+                       CONDUCTOR_TLS_CERT and CONDUCTOR_TLS_KEY
   -o, --ssh-option OPTION
                        pass '-o OPTION' to ssh, e.g. -o Port=2222 or
                        -o IdentityFile=~/.ssh/cluster; repeatable
@@ -34,42 +48,73 @@ Options:
   -V, --version        print the version and exit
   -h, --help           print this help and exit
 
+Commands on your live services (never another user's):
+  show NAME            URL, auth link and token of service NAME
+  verify NAME KEY      exit 0 when KEY is the magic key (token) of NAME, else 1
+  list [PATTERN]       your live services whose name matches PATTERN (* and ?)
+  stop NAME            end service NAME: its conductor stops the app and exits
+      --json           print JSON instead of text (show, list)
+      --gateway GATEWAY
+                       list what the gateway publishes for you, over SSH
+                       (no tokens); -o options apply
+
 The control socket path defaults to /var/run/conductor/client on HOST.
 SSH uses your own ~/.ssh/config, agent and known_hosts, in batch mode (no
 password prompts). Several runs to one gateway share one SSH connection.
+A gateway host named show, verify, list or stop is written with a user or a
+port (me@list, list:22).
 
 Environment:
   CONDUCTOR_TOKEN      the token that opens the app (removed before COMMAND
                        starts); default: 32 random characters
   CONDUCTOR_SSH        the ssh program to use (default: ssh)
   CONDUCTOR_SOCKET     set for COMMAND: the absolute path of APP.SOCK
+  CONDUCTOR_TLS_CERT, CONDUCTOR_TLS_KEY
+                       set for COMMAND with --tls: its certificate and key
+  XDG_STATE_HOME       the state directory is $XDG_STATE_HOME/conductor
+                       (default ~/.local/state/conductor)
 
 Exit status: 0 when COMMAND exits 0 (or conductor is stopped by a signal),
-1 on any error or when COMMAND fails, 2 when APP.SOCK is in use.
+1 on any error or when COMMAND fails, 2 when APP.SOCK is in use or the
+command line is wrong.
 See conductor(1) and conductor(7).
 `;
+
+/** The registry's verbs. */
+export const VERBS = ["show", "verify", "list", "stop"] as const;
 
 /** What the client command line asks for. */
 export type ClientCommand =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "run"; options: ClientArgs };
+  | { kind: "run"; options: ClientArgs }
+  | { kind: "show"; name: string; json: boolean }
+  | { kind: "verify"; name: string; key: string }
+  | { kind: "list"; pattern: string; json: boolean; gateway: Destination | null; gatewayText: string | null; sshOptions: string[]; verbose: boolean }
+  | { kind: "stop"; name: string };
 
 /** A parsed `conductor` run. */
 export interface ClientArgs {
   destination: Destination;
+  /** The gateway argument as given. */
+  gateway: string;
   /** Absolute path of the app socket. */
   appSocket: string;
   command: string[];
   key: string | null;
+  /** Registry name: `--name`, else the key, else "none". */
+  name: string;
   replace: boolean;
+  tls: boolean;
   verbose: boolean;
   sshOptions: string[];
 }
 
-const OPTIONS = {
+const RUN_OPTIONS = {
   key: { type: "string", short: "k" },
+  name: { type: "string", short: "n" },
   replace: { type: "boolean", short: "r" },
+  tls: { type: "boolean" },
   verbose: { type: "boolean", short: "v" },
   "ssh-option": { type: "string", short: "o", multiple: true },
   version: { type: "boolean", short: "V" },
@@ -77,17 +122,22 @@ const OPTIONS = {
 } as const;
 
 /** Options that take a value, as written on the command line. */
-const TAKES_VALUE = new Set(["-k", "--key", "-o", "--ssh-option"]);
+const TAKES_VALUE = new Set(["-k", "--key", "-n", "--name", "-o", "--ssh-option"]);
 
 /**
- * Parses the arguments. The command starts after `--`, or else at the third
- * operand, so the command's own options are never read as conductor's.
+ * Parses the arguments. In a run, the command starts after `--`, or else at
+ * the third operand, so the command's own options are never read as
+ * conductor's.
  */
 export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientCommand {
+  const verbAt = argv.findIndex((a, i) => !a.startsWith("-") && !TAKES_VALUE.has(argv[i - 1] ?? ""));
+  if (verbAt !== -1 && (VERBS as readonly string[]).includes(argv[verbAt])) {
+    return parseVerb(argv[verbAt] as typeof VERBS[number], [...argv.slice(0, verbAt), ...argv.slice(verbAt + 1)]);
+  }
   const { head, command } = splitCommand(argv);
   let parsed;
   try {
-    parsed = parseArgs({ args: head, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: head, options: RUN_OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     throw usage(messageOf(err));
   }
@@ -100,29 +150,85 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
   const appSocket = isAbsolute(positionals[1]) ? positionals[1] : resolve(cwd, positionals[1]);
   if (appSocket.includes(":")) throw usage(`the app socket path ${appSocket} contains ':', which ssh cannot forward; choose another path`);
   if (Buffer.byteLength(appSocket) > 107) throw usage(`the app socket path ${appSocket} is longer than the 107 bytes a UNIX socket path may have; choose a shorter one`);
-  for (const option of values["ssh-option"] ?? []) {
-    if (!/^[A-Za-z]+[ =]/.test(option)) throw usage(`-o takes an ssh option as Name=value, not '${option}'`);
-  }
-  let key: string | null = null;
-  if (values.key !== undefined && values.key !== "") {
-    try {
-      key = normalizeKey(values.key);
-    } catch (err) {
-      throw usage(messageOf(err));
-    }
-  }
+  const sshOptions = checkSshOptions(values["ssh-option"] ?? []);
+  const key = values.key === undefined || values.key === "" ? null : wrap(() => normalizeKey(values.key));
+  const name = values.name === undefined ? key ?? "none" : wrap(() => normalizeName(values.name));
   return {
     kind: "run",
     options: {
       destination,
+      gateway: positionals[0],
       appSocket,
       command,
       key,
+      name,
       replace: values.replace ?? false,
+      tls: values.tls ?? false,
       verbose: values.verbose ?? false,
-      sshOptions: values["ssh-option"] ?? [],
+      sshOptions,
     },
   };
+}
+
+function parseVerb(verb: typeof VERBS[number], args: string[]): ClientCommand {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        json: { type: "boolean" },
+        gateway: { type: "string" },
+        "ssh-option": { type: "string", short: "o", multiple: true },
+        verbose: { type: "boolean", short: "v" },
+      },
+    });
+  } catch (err) {
+    throw usage(messageOf(err));
+  }
+  const { values, positionals } = parsed;
+  const want = (n: number, what: string): void => {
+    if (positionals.length !== n) throw usage(`conductor ${verb} takes ${what}`);
+  };
+  if (verb !== "list" && (values.gateway !== undefined || values["ssh-option"] !== undefined)) throw usage("--gateway and -o go with conductor list");
+  switch (verb) {
+    case "show":
+      want(1, "a service name");
+      return { kind: "show", name: wrap(() => normalizeName(positionals[0])), json: values.json ?? false };
+    case "verify":
+      want(2, "a service name and a key");
+      return { kind: "verify", name: wrap(() => normalizeName(positionals[0])), key: positionals[1] };
+    case "stop":
+      want(1, "a service name");
+      return { kind: "stop", name: wrap(() => normalizeName(positionals[0])) };
+    case "list":
+      if (positionals.length > 1) throw usage("conductor list takes at most one pattern");
+      return {
+        kind: "list",
+        pattern: positionals[0] ?? "*",
+        json: values.json ?? false,
+        gateway: values.gateway === undefined ? null : parseDestination(values.gateway),
+        gatewayText: values.gateway ?? null,
+        sshOptions: checkSshOptions(values["ssh-option"] ?? []),
+        verbose: values.verbose ?? false,
+      };
+  }
+}
+
+function checkSshOptions(options: string[]): string[] {
+  for (const option of options) {
+    if (!/^[A-Za-z]+[ =]/.test(option)) throw usage(`-o takes an ssh option as Name=value, not '${option}'`);
+  }
+  return options;
+}
+
+function wrap<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw usage(messageOf(err));
+  }
 }
 
 /** Splits argv into conductor's part and the command. */

@@ -8,7 +8,7 @@
  * | connect | user, host, port |
  * | controlConnect | path, banner |
  * | data | kind, data |
- * | live | config: { auth, key, urls } |
+ * | live | config: { auth, key, urls } (and name, and fingerprint with --tls) |
  * | dead | |
  * | failed | reason |
  * | exit | status |
@@ -26,7 +26,7 @@ export type ClientEvent =
   | { state: "connect"; user: string | null; host: string; port: number | null }
   | { state: "controlConnect"; path: string; banner: { [key: string]: Json } }
   | { state: "data"; kind: "stdout" | "stderr"; data: string }
-  | { state: "live"; config: { auth: string; key: string; urls: string[] } }
+  | { state: "live"; config: { auth: string; key: string; urls: string[]; name?: string; fingerprint?: string } }
   | { state: "dead" }
   | { state: "failed"; reason: string }
   | { state: "exit"; status: number };

@@ -10,11 +10,15 @@ import { ConductorError, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { generateToken, hashToken } from "../lib/token.ts";
 import { runtimeDir } from "../state/private_dir.ts";
+import { serviceCertificate, type ServiceCertificate } from "../registry/certificate.ts";
+import { findService, registryDir, removeService, saveService, selfPid, type ServiceRecord } from "../registry/services.ts";
 import type { SshSettings } from "../ssh/master.ts";
 import { startApp, type App } from "./app.ts";
 import type { ClientArgs } from "./cli.ts";
 import type { EventSink } from "./events.ts";
-import { GatewaySession, RegistrationRefused } from "./session.ts";
+import type { Backoff } from "./publish.ts";
+import { keepPublished } from "./publish.ts";
+import { GatewaySession, type Registration } from "./session.ts";
 import { inspectSocketPath } from "./socket_owner.ts";
 
 /** Exit statuses of `conductor`. */
@@ -30,7 +34,7 @@ export interface RunContext {
   /** Resolves when the run should stop (a signal arrived). */
   stopRequested: Promise<string>;
   /** Backoff between reconnections, in ms. */
-  backoff?: { initialMs: number; maxMs: number };
+  backoff?: Backoff;
 }
 
 /** Runs the app and keeps it published; resolves with the exit status. */
@@ -40,6 +44,12 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   const token = env.CONDUCTOR_TOKEN ?? generateToken();
   delete env.CONDUCTOR_TOKEN;
 
+  const registry = registryDir(env);
+  const taken = await findService(registry, args.name).catch(() => null);
+  if (taken !== null && taken.pid !== process.pid) {
+    events({ state: "failed", reason: `Cannot start service '${args.name}': one of that name is live (pid ${taken.pid}, gateway ${taken.gateway}); stop it with 'conductor stop ${args.name}' or choose another --name` });
+    return EXIT_ERROR;
+  }
   const inUse = await claimSocket(args.appSocket, args.replace, logger);
   if (inUse !== null) {
     events({ state: "failed", reason: inUse });
@@ -47,8 +57,14 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   }
 
   let dir: string;
+  let tls: ServiceCertificate | undefined;
   try {
     dir = await runtimeDir(env);
+    if (args.tls) {
+      tls = await serviceCertificate(registry, args.name);
+      env.CONDUCTOR_TLS_CERT = tls.cert;
+      env.CONDUCTOR_TLS_KEY = tls.key;
+    }
   } catch (err) {
     events({ state: "failed", reason: messageOf(err) });
     return EXIT_ERROR;
@@ -72,6 +88,8 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     ssh,
     appSocket: args.appSocket,
     key: args.key,
+    name: args.name,
+    liveExtra: tls === undefined ? undefined : { fingerprint: tls.fingerprint },
     token,
     authHash: hashToken(token),
     runtimeDir: dir,
@@ -89,7 +107,14 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   const appEnded = app.exited.then(() => "app" as const);
   const ended = Promise.race([stop, appEnded]);
 
-  const published = keepPublished(session, events, logger, () => app.done || stopping, ended, ctx.backoff ?? { initialMs: 1000, maxMs: 30_000 })
+  const started = new Date().toISOString();
+  const record = (registration: Registration): ServiceRecord => ({
+    name: args.name, kind: "http", key: args.key ?? "none", gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
+    token, ...selfPid(), started, socket: args.appSocket, ...(tls === undefined ? {} : { tls }),
+  });
+  const onLive = (registration: Registration): Promise<void> =>
+    saveService(registry, record(registration)).catch((err) => logger.warn("cannot record the service for show and list", { dir: registry, error: messageOf(err) }));
+  const published = keepPublished(session, { events, logger, done: () => app.done || stopping, ended, onLive, backoff: ctx.backoff })
     .then(() => "published" as const, (err: unknown) => {
       events({ state: "failed", reason: messageOf(err) });
       return "failed" as const;
@@ -100,40 +125,11 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   const status = await app.stop();
   events({ state: "exit", status });
   await session.close().catch((err) => logger.warn("cannot close the SSH session cleanly", { error: messageOf(err) }));
+  await removeService(registry, args.name, process.pid).catch(() => {});
   await removeStaleSocket(args.appSocket);
   if (why === "failed") return EXIT_ERROR;
   if (why === "signal") return EXIT_OK;
   return status === 0 ? EXIT_OK : EXIT_ERROR;
-}
-
-/**
- * Registers, waits for the registration to drop, and registers again with
- * exponential backoff and jitter, until `done()`. Throws when the very first
- * registration fails or the gateway refuses one.
- */
-async function keepPublished(session: GatewaySession, events: EventSink, logger: Logger, done: () => boolean, ended: Promise<unknown>,
-  backoff: { initialMs: number; maxMs: number }): Promise<void> {
-  let everLive = false;
-  let attempt = 0;
-  while (!done()) {
-    try {
-      const registration = await session.register();
-      everLive = true;
-      attempt = 0;
-      await Promise.race([registration.closed, ended]);
-      if (done()) return;
-      events({ state: "dead" });
-    } catch (err) {
-      if (done()) return;
-      if (err instanceof RegistrationRefused || !everLive) throw err;
-      logger.warn("cannot reconnect to the gateway; trying again", { error: messageOf(err), attempt });
-    }
-    await session.reset();
-    const ceiling = Math.min(backoff.maxMs, backoff.initialMs * 2 ** attempt++);
-    const delay = ceiling / 2 + Math.random() * ceiling / 2;
-    logger.debug("reconnecting", { inMs: Math.round(delay) });
-    await Promise.race([new Promise((r) => setTimeout(r, delay)), ended]);
-  }
 }
 
 /** Makes way for the app socket; returns why it cannot, or null. */

@@ -25,6 +25,10 @@ export interface SessionOptions {
   appSocket: string;
   /** Route key to ask for; null sends none (the gateway then uses "none"). */
   key: string | null;
+  /** Registry name of the service, sent when it differs from the key. */
+  name: string;
+  /** Fields added to the `live` event's config (e.g. the TLS fingerprint). */
+  liveExtra?: Record<string, string>;
   /** The token, for the `live` event. */
   token: string;
   /** Hex blake2b-512 of the token, sent to the gateway. */
@@ -50,8 +54,27 @@ export class RegistrationRefused extends ConductorError {
 /** A live registration. */
 export interface Registration {
   urls: string[];
+  /** The scheme browsers use to reach the gateway. */
+  scheme: "http" | "https";
   /** Resolves when the control connection ends. */
   closed: Promise<void>;
+}
+
+/** A service as the gateway lists it (no token). */
+export interface GatewayService {
+  name: string;
+  kind: string;
+  key: string;
+  urls: string[];
+  scheme: string;
+  created: string;
+}
+
+/** An open control connection and the directory the gateway assigned to it. */
+interface ControlChannel {
+  socket: Socket;
+  lines: LineQueue;
+  directory: string;
 }
 
 /** The connection to one gateway, registered again as often as needed. */
@@ -72,29 +95,10 @@ export class GatewaySession {
   /** Connects (or reuses the connection), forwards, registers; throws on failure ({@link RegistrationRefused} when the gateway said no). */
   async register(): Promise<Registration> {
     const o = this.#o;
-    const d = o.ssh.destination;
     const master = await this.#master();
-    o.events({ state: "connect", user: d.user, host: d.host, port: d.port });
-
-    if (this.#localControl === null) {
-      const local = join(await this.#dir(), `control-${++this.#forwards}.sock`);
-      await fs.rm(local, { force: true });
-      await master.forwardLocal(local, d.controlPath);
-      this.#localControl = local;
-    }
     // Only a ready app is registered; waiting here keeps the gateway's connection short.
-    await o.appReady();
-    this.#check();
-    const control = await this.#connectControl(this.#localControl);
-    const lines = lineQueue(control, o.lineTimeoutMs ?? 30_000);
-    const bannerLine = await lines.next("the banner");
-    const bannerJson = decodeLine(bannerLine);
-    o.events({ state: "controlConnect", path: d.controlPath, banner: bannerJson as never });
-    const banner = parseBanner(bannerJson);
-    if (!SAFE_PATH_RE.test(banner.directory)) {
-      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot use the directory the gateway assigned, ${JSON.stringify(banner.directory)}: unexpected characters`);
-    }
-    const remote = banner.directory + "/socket";
+    const { socket: control, lines, directory } = await this.#openControl(o.appReady);
+    const remote = directory + "/socket";
     await this.#dropRemoteForward();
     await master.forwardRemote(remote, o.appSocket);
     this.#remoteSocket = remote;
@@ -104,11 +108,57 @@ export class GatewaySession {
 
     const config: Record<string, string> = { auth: o.authHash };
     if (o.key !== null) config.key = o.key;
+    if (o.name !== (o.key ?? "none")) config.name = o.name;
     control.write(encodeLine(config));
     const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
     if (reply.status === "error") throw new RegistrationRefused(reply.reason);
-    o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls } });
-    return { urls: reply.urls, closed: lines.closed };
+    o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra } });
+    return { urls: reply.urls, scheme: reply.scheme, closed: lines.closed };
+  }
+
+  /** Asks the gateway for the live services of the user SSH logs in as (no tokens). */
+  async query(): Promise<GatewayService[]> {
+    const master = await this.#master();
+    const { socket, lines, directory } = await this.#openControl(async () => {});
+    try {
+      // The gateway tells who asks by the owner of a file the user places in the directory.
+      const proof = directory + "/whoami";
+      const touch = await master.exec(["touch", proof]);
+      if (touch.code !== 0) throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot create ${proof} on the gateway: ${touch.stderr.trim()}`);
+      socket.write(encodeLine({ op: "list" }));
+      const reply = decodeLine(await lines.next("the list of services"));
+      if (reply.status !== "ok" || !Array.isArray(reply.services)) {
+        throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot list services: ${typeof reply.reason === "string" ? reply.reason : "the gateway does not know the list request (an older conductor-server?)"}`);
+      }
+      return reply.services as GatewayService[];
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  /** Opens the control connection through the master and reads the banner (after `ready`). */
+  async #openControl(ready: () => Promise<void>): Promise<ControlChannel> {
+    const o = this.#o;
+    const d = o.ssh.destination;
+    const master = await this.#master();
+    o.events({ state: "connect", user: d.user, host: d.host, port: d.port });
+    if (this.#localControl === null) {
+      const local = join(await this.#dir(), `control-${++this.#forwards}.sock`);
+      await fs.rm(local, { force: true });
+      await master.forwardLocal(local, d.controlPath);
+      this.#localControl = local;
+    }
+    await ready();
+    this.#check();
+    const socket = await this.#connectControl(this.#localControl);
+    const lines = lineQueue(socket, o.lineTimeoutMs ?? 30_000);
+    const bannerJson = decodeLine(await lines.next("the banner"));
+    o.events({ state: "controlConnect", path: d.controlPath, banner: bannerJson as never });
+    const banner = parseBanner(bannerJson);
+    if (!SAFE_PATH_RE.test(banner.directory)) {
+      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot use the directory the gateway assigned, ${JSON.stringify(banner.directory)}: unexpected characters`);
+    }
+    return { socket, lines, directory: banner.directory };
   }
 
   /** Forgets the control forward and the master after a drop, so the next attempt checks them again. */
@@ -180,8 +230,15 @@ export class GatewaySession {
   }
 }
 
+/** Lines from a socket, awaited one at a time, and a promise of its end. */
+interface LineQueue {
+  /** The next line, within the time limit; `what` names it in errors. */
+  next(what: string): Promise<string>;
+  closed: Promise<void>;
+}
+
 /** Lines from a socket, awaited one at a time with a time limit, and a promise of its end. */
-function lineQueue(socket: Socket, timeoutMs: number): { next(what: string): Promise<string>; closed: Promise<void> } {
+function lineQueue(socket: Socket, timeoutMs: number): LineQueue {
   const lines: string[] = [];
   let ended = false;
   let wake: (() => void) | null = null;

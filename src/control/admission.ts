@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { ConductorError } from "../lib/errors.ts";
 import { lookupAccount } from "../lib/users.ts";
@@ -28,6 +29,33 @@ export interface Admission {
   authHash: Buffer;
   /** The route this one replaces (the same run coming back), if any. */
   replaces: Route | undefined;
+}
+
+/** Name of the file a client places in its directory to say who it is, for requests other than a registration. */
+export const WHOAMI_NAME = "whoami";
+
+/**
+ * Finds out who a client is from the owner of the file `whoami` it placed in
+ * its directory (locked first): a regular file with one link. Returns the
+ * lowercase user name; throws a `ConductorError` with the reason.
+ */
+export async function identify(dir: string): Promise<string> {
+  await lockClientDir(dir);
+  const path = join(dir, WHOAMI_NAME);
+  const entries = (await fs.readdir(dir)).filter((n) => n !== WHOAMI_NAME);
+  if (entries.length > 0) throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE", `Cannot tell who you are: ${dir} holds more than ${WHOAMI_NAME}`);
+  let st;
+  try {
+    st = await fs.lstat(path);
+  } catch {
+    throw new ConductorError("CONDUCTOR_ERR_SOCKET_MISSING", `Cannot tell who you are: create ${path} first (ssh gateway touch ${path})`);
+  }
+  if (!st.isFile() || st.nlink !== 1) {
+    throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE", `Cannot tell who you are: ${path} must be a regular file with one link`);
+  }
+  const user = (await lookupAccount(st.uid)).name.toLowerCase();
+  checkUserName(user);
+  return user;
 }
 
 /** Checks a registration of the client whose directory is `dir`; throws a `ConductorError` with the reason. */

@@ -12,7 +12,7 @@ import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
 import type { Route, RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
 import type { GatewayState } from "../state/gateway_state.ts";
-import { admit } from "./admission.ts";
+import { admit, identify } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
 import { readLines } from "./lines.ts";
 import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
@@ -25,6 +25,8 @@ export interface ControlContext {
   pool: PoolOptions;
   state: GatewayState;
   socketsDir: string;
+  /** The scheme browsers reach the gateway with, told to clients in replies. */
+  scheme: "http" | "https";
   maxRoutesPerUser: number;
   configTimeoutMs: number;
   /** Connections waiting for their config. */
@@ -126,12 +128,13 @@ export class ControlConnection {
   async #register(line: string): Promise<void> {
     const ctx = this.#ctx;
     const message = decodeLine(line);
+    const dir = this.#directory;
+    if (dir === null) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot handle control message: it came before the banner");
+    if (message.op === "list") return this.#list(dir);
     if (message.op !== undefined && message.op !== "register") {
-      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot handle control message: unknown op ${JSON.stringify(message.op)} before registration`);
+      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot handle control message: unknown op ${JSON.stringify(message.op)}; this gateway knows register and list`);
     }
     const request = parseRegister(message);
-    const dir = this.#directory;
-    if (dir === null) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: config sent before the banner");
     const admission = await admit(dir, request, ctx.routes, ctx.maxRoutesPerUser);
     if (this.#state === CLOSED) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: the client went away");
     const route: Route = {
@@ -166,8 +169,19 @@ export class ControlConnection {
     this.#stopReading = null;
     this.socket.on("data", ignore);
     this.socket.once("end", () => this.close());
-    this.#reply({ status: "ok", urls: [...route.hosts] });
+    this.#reply({ status: "ok", urls: [...route.hosts], scheme: ctx.scheme });
     ctx.logger.info("route added", { key: route.key, name: route.name, user: route.user, uid: route.uid, hosts: route.hosts });
+  }
+
+  /** Answers `{"op": "list"}`: the live services of the user who placed `whoami`, without tokens. */
+  async #list(dir: string): Promise<void> {
+    const ctx = this.#ctx;
+    const user = await identify(dir);
+    const services = [...ctx.routes.all()].filter((r) => r.user === user).map((r) => ({
+      name: r.name, kind: "http", key: r.key, urls: [...r.hosts], scheme: ctx.scheme, created: new Date(r.created).toISOString(),
+    }));
+    this.#reply({ status: "ok", user, services });
+    this.close("list answered", true);
   }
 
   #refuse(reason: string): void {

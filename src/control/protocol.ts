@@ -38,7 +38,7 @@ export interface RegisterRequest {
 
 /** The server's answer to a registration. */
 export type Reply =
-  | { status: "ok"; urls: string[] }
+  | { status: "ok"; urls: string[]; scheme: "http" | "https" }
   | { status: "error"; reason: string };
 
 /** A JSON value as the protocol carries it. */
@@ -133,7 +133,8 @@ export function parseBanner(message: Record<string, unknown>): Banner {
 /** Parses the server's reply to a registration (client side). */
 export function parseReply(message: Record<string, unknown>): Reply {
   if (message.status === "ok" && Array.isArray(message.urls) && message.urls.every((u) => typeof u === "string")) {
-    return { status: "ok", urls: message.urls as string[] };
+    // Servers before the scheme extension do not say; production gateways are behind TLS.
+    return { status: "ok", urls: message.urls as string[], scheme: message.scheme === "http" ? "http" : "https" };
   }
   const reason = typeof message.reason === "string" ? message.reason : `server answered ${preview(JSON.stringify(message))}`;
   return { status: "error", reason };

@@ -35,6 +35,8 @@ export interface ControlOptions {
   pool?: PoolOptions;
   /** Where routes are stored; the routes stored there are taken over at start. */
   state: GatewayState;
+  /** The scheme browsers reach the gateway with. */
+  scheme: "http" | "https";
 }
 
 /** A running control server. */
@@ -80,6 +82,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     logger,
     pool: poolOptions,
     state: options.state,
+    scheme: options.scheme,
     socketsDir,
     maxRoutesPerUser: maxPerUser,
     configTimeoutMs,

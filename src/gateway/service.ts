@@ -89,6 +89,8 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     await state.prepare();
     control = await startControlServer({
       state,
+      // Behind a reverse proxy on a UNIX socket, browsers are expected to come over TLS.
+      scheme: tls !== undefined || options.sock !== undefined ? "https" : "http",
       runtimeDir: options.runtimeDir,
       routes,
       stats,

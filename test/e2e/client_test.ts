@@ -25,7 +25,7 @@ test("conductor publishes the app through sshd: the cookie opens it, no cookie g
   const gw = await startGateway(t);
   const client = startConductor(t, sshd, gw, { key: "lab", token: "opensesame" });
   const live = await client.live();
-  assert.deepEqual(live, { auth: "opensesame", key: "lab", urls: [gw.host("lab", sshd.loginName("alice"))] });
+  assert.deepEqual(live, { auth: "opensesame", key: "lab", urls: [gw.host("lab", sshd.loginName("alice"))], name: "lab" });
   const host = live.urls[0];
   const ok = await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=opensesame" } });
   assert.equal(ok.status, 200);
@@ -146,7 +146,7 @@ test("conductor works against a control socket that answers as the original serv
   const fake = { controlPath, runtimeDir, port: 0 } as TestGateway;
   const client = startConductor(t, sshd, fake, { key: "Old", token: "legacy" });
   const live = await client.live();
-  assert.deepEqual(live, { auth: "legacy", key: "old", urls: ["old-user.example.org"] });
+  assert.deepEqual(live, { auth: "legacy", key: "old", urls: ["old-user.example.org"], name: "old" });
   const config = await original.waitForJson((l) => l.event === "config");
   assert.equal(config.raw, `{"auth": "${hashToken("legacy")}", "key": "old"}`, "the config line is byte for byte the original client's");
   const banner = client.events().find((e) => e.state === "controlConnect")!.banner as Record<string, string>;

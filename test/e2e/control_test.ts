@@ -30,7 +30,8 @@ test("control protocol: banner, config, reply and EOF, byte for byte as the orig
   assert.match(dir, /\/[0-9a-f]{32}$/, "directory name is not guessable");
   const owner = user("alice");
   const host = gw.host("web", owner);
-  assert.equal(reg.reply.raw, `{"status": "ok", "urls": ["${host}"]}`);
+  // The original's reply, with the scheme extension an old client ignores.
+  assert.equal(reg.reply.raw, `{"status": "ok", "urls": ["${host}"], "scheme": "http"}`);
   assert.equal(statSync(dir).mode & 0o7777, 0o770, "directory is locked after registration");
 
   const ok = await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=secret-token" } });

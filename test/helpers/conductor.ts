@@ -37,7 +37,7 @@ export interface TestConductor {
   /** The user's private home-like directory holding the app socket. */
   dir: string;
   /** Waits for the n-th (1-based) `live` event and returns it. */
-  live(n?: number, timeoutMs?: number): Promise<{ auth: string; key: string; urls: string[] }>;
+  live(n?: number, timeoutMs?: number): Promise<{ auth: string; key: string; urls: string[]; name?: string; fingerprint?: string }>;
   events(): Array<Record<string, unknown>>;
 }
 
@@ -75,7 +75,7 @@ export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, opti
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const lives = proc.json().filter((e) => e.state === "live");
-        if (lives.length >= n) return lives[n - 1].config as { auth: string; key: string; urls: string[] };
+        if (lives.length >= n) return lives[n - 1].config as { auth: string; key: string; urls: string[]; name?: string; fingerprint?: string };
         const failed = proc.json().find((e) => e.state === "failed");
         if (failed !== undefined) throw new Error(`conductor failed: ${failed.reason}\n${proc.stderr.join("\n")}`);
         if (Date.now() > deadline) throw new Error(`no live event #${n} in time;\nstdout:\n${proc.stdout.join("\n")}\nstderr:\n${proc.stderr.join("\n")}`);
@@ -83,4 +83,20 @@ export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, opti
       }
     },
   };
+}
+
+/** What a finished `conductor` command printed. */
+export interface CommandResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `conductor ARGS` as `user` (a verb such as show or list) and waits for it. */
+export async function conductorCommand(t: Cleanup, user: AccountName, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CommandResult> {
+  const proc = startProcess(t, process.execPath, [bin("conductor"), ...args], { user, env });
+  const { code } = await proc.exited;
+  // Output lines are collected as they arrive; give the last ones a moment.
+  await new Promise((r) => setTimeout(r, 20));
+  return { code, stdout: proc.stdout.join("\n"), stderr: proc.stderr.join("\n") };
 }
