@@ -7,7 +7,7 @@
  */
 import { messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
-import { authLink, findService, globRe, keyMatches, listServices, registryDir, type ServiceRecord } from "../registry/services.ts";
+import { authLink, findService, globRe, isLocal, keyMatches, listServices, registryDir, type ServiceRecord } from "../registry/services.ts";
 import { processAlive } from "../state/lock.ts";
 import { runtimeDir } from "../state/private_dir.ts";
 import type { Destination } from "../ssh/destination.ts";
@@ -36,6 +36,7 @@ export async function showService(name: string, json: boolean, ctx: VerbContext)
     ["token", record.token],
     ["gateway", record.gateway],
     ["socket", record.socket],
+    ["host", record.host],
     ["pid", `${record.pid}, live since ${record.started}`],
   ];
   if (record.tls) lines.push(["tls", `SHA-256 ${record.tls.fingerprint}`], ["certificate", record.tls.cert], ["key", record.tls.key]);
@@ -58,8 +59,8 @@ export async function listCommand(pattern: string, json: boolean, gateway: { des
     ctx.out(JSON.stringify(records.map(({ token: _token, ...r }) => ({ ...r, url: urlOf(r as ServiceRecord) })), null, 2) + "\n");
     return 0;
   }
-  const rows = records.map((r) => [r.name, r.kind, urlOf(r), r.gateway, String(r.pid), age(r.started)]);
-  ctx.out(table(["NAME", "KIND", "URL", "GATEWAY", "PID", "AGE"], rows));
+  const rows = records.map((r) => [r.name, r.kind, urlOf(r), r.gateway, r.host, String(r.pid), age(r.started)]);
+  ctx.out(table(["NAME", "KIND", "URL", "GATEWAY", "HOST", "PID", "AGE"], rows));
   return 0;
 }
 
@@ -97,6 +98,10 @@ async function listOnGateway(pattern: string, json: boolean, gateway: { destinat
 export async function stopService(name: string, ctx: VerbContext): Promise<number> {
   const record = await findService(registryDir(ctx.env), name);
   if (record === null) return noSuchService(name, ctx);
+  if (!isLocal(record)) {
+    ctx.err(`conductor: service '${name}' runs on ${record.host}; stop it there: ssh ${record.host} conductor stop ${name}\n`);
+    return 1;
+  }
   try {
     process.kill(record.pid, "SIGTERM");
   } catch (err) {

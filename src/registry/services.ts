@@ -9,7 +9,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { promises as fs } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { join } from "node:path";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 import { NAME_RE } from "../control/protocol.ts";
@@ -31,7 +31,8 @@ export interface ServiceRecord {
   scheme: "http" | "https";
   /** The token (magic key) that opens the service. */
   token: string;
-  /** The conductor process holding the registration, and its start time (to tell a reused pid). */
+  /** The host the service runs on, and its conductor's pid and start time there (to tell a reused pid). */
+  host: string;
   pid: number;
   pidStarted: number;
   /** ISO time the service went live first. */
@@ -72,15 +73,24 @@ export async function removeService(dir: string, name: string, pid: number): Pro
   if (record !== null && record.pid === pid) await fs.rm(fileOf(dir, name), { force: true });
 }
 
-/** The live service `name`, or null (a record of a dead run is removed on the way). */
+/**
+ * The live service `name`, or null. A record of a run on this host whose
+ * process is gone is removed on the way; records of other hosts (a shared
+ * home directory seen from a login node) are taken as live.
+ */
 export async function findService(dir: string, name: string): Promise<ServiceRecord | null> {
   const record = await readRecord(dir, name);
   if (record === null) return null;
-  if (!processAlive(record.pid, record.pidStarted)) {
+  if (record.host === hostname() && !processAlive(record.pid, record.pidStarted)) {
     await fs.rm(fileOf(dir, name), { force: true });
     return null;
   }
   return record;
+}
+
+/** True when the record's conductor runs on this host (it can be signalled from here). */
+export function isLocal(record: ServiceRecord): boolean {
+  return record.host === hostname();
 }
 
 /** The user's live services whose name matches `pattern` (`*` and `?` wildcards), by name. */
@@ -115,15 +125,15 @@ export function authLink(record: ServiceRecord): string {
   return `${record.scheme}://${record.urls[0]}/_conductor/auth/${record.token}`;
 }
 
-/** The pid and start time of this process, for records. */
-export function selfPid(): { pid: number; pidStarted: number } {
-  return { pid: process.pid, pidStarted: processStartTime(process.pid) };
+/** This host, and the pid and start time of this process, for records. */
+export function selfPid(): { host: string; pid: number; pidStarted: number } {
+  return { host: hostname(), pid: process.pid, pidStarted: processStartTime(process.pid) };
 }
 
 async function readRecord(dir: string, name: string): Promise<ServiceRecord | null> {
   try {
     const value = await readJson(fileOf(dir, name)) as ServiceRecord | undefined;
-    return value !== undefined && typeof value.pid === "number" && typeof value.token === "string" ? value : null;
+    return value !== undefined && typeof value.pid === "number" && typeof value.token === "string" && typeof value.host === "string" ? value : null;
   } catch {
     return null;
   }

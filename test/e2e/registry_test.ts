@@ -43,7 +43,7 @@ test("show, verify, list and stop work on one's own live service and on nobody e
   assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-12"])).code, 1);
 
   const list = await conductorCommand(t, "alice", ["list"]);
-  assert.match(list.stdout, /^NAME +KIND +URL +GATEWAY +PID +AGE$/m);
+  assert.match(list.stdout, /^NAME +KIND +URL +GATEWAY +HOST +PID +AGE$/m);
   assert.match(list.stdout, /^notebook +http +http:\/\//m);
   assert.ok(!list.stdout.includes("magic-key-123"), "list shows no token");
   assert.equal(JSON.parse((await conductorCommand(t, "alice", ["list", "--json", "note*"])).stdout).length, 1);

@@ -8,16 +8,17 @@
 import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { distDir, isRoot } from "./env.ts";
+import { distDir, isRoot, repoRoot } from "./env.ts";
 
 let installed: string | null = null;
 
-/** Path of a world-readable copy of `dist/` (the original when not root); removed at exit. */
+/** Path of a world-readable copy of `dist/`, with `contrib/` beside `src/` (the originals when not root); removed at exit. */
 export function publicDist(): string {
   if (!isRoot) return distDir;
   if (installed !== null) return installed;
   const dir = mkdtempSync(join(tmpdir(), "conductor-dist-"));
   cpSync(distDir, dir, { recursive: true });
+  cpSync(join(repoRoot, "contrib"), join(dir, "contrib"), { recursive: true });
   openUp(dir);
   process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
   installed = dir;
@@ -34,8 +35,13 @@ export function fixture(name: string): string {
   return join(publicDist(), "test", "fixtures", `${name}.js`);
 }
 
+/** The path of a file of `contrib/` that every user can run, e.g. `contrib("websockify-unix")`. */
+export function contrib(name: string): string {
+  return isRoot ? join(publicDist(), "contrib", name) : join(repoRoot, "contrib", name);
+}
+
 function openUp(path: string): void {
   const st = statSync(path);
-  chmodSync(path, st.isDirectory() ? 0o755 : 0o644);
+  chmodSync(path, st.isDirectory() || (st.mode & 0o100) !== 0 ? 0o755 : 0o644);
   if (st.isDirectory()) for (const name of readdirSync(path)) openUp(join(path, name));
 }
