@@ -19,6 +19,7 @@ import type { EventSink } from "./events.ts";
 import type { Backoff } from "./publish.ts";
 import { keepPublished } from "./publish.ts";
 import { GatewaySession, type Registration } from "./session.ts";
+import { socketExposure } from "./privacy.ts";
 import { inspectSocketPath } from "./socket_owner.ts";
 
 /** Exit statuses of `conductor`. */
@@ -77,6 +78,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     return EXIT_ERROR;
   }
 
+  let warnedExposure = false;
   const ssh: SshSettings = {
     ssh: env.CONDUCTOR_SSH || "ssh",
     destination: args.destination,
@@ -93,7 +95,14 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     token,
     authHash: hashToken(token),
     runtimeDir: dir,
-    appReady: () => app.ready(),
+    appReady: async () => {
+      await app.ready();
+      if (!warnedExposure) {
+        warnedExposure = true;
+        const exposure = await socketExposure(args.appSocket);
+        if (exposure !== null) logger.warn(exposure, { socket: args.appSocket });
+      }
+    },
     events,
     logger,
   });

@@ -35,21 +35,21 @@ test("Jupyter Server: a kernel started over REST runs code over its websocket, t
   const gw = await startGateway(t);
   const dir = userDir(t, "alice");
   const sock = join(dir, "jupyter.sock");
-  // The recipe: Jupyter listens on the socket, accepts a public Host, and keeps a token of its own.
+  // The recipe of conductor(7): Jupyter listens on the socket, accepts a public Host, and takes
+  // the gateway's token as its own (JUPYTER_TOKEN, from the environment).
   const client = startConductor(t, sshd, gw, {
-    key: "lab", token: TOKEN, appSocket: sock,
-    command: [program("jupyter-server"), "--sock", sock, "--ServerApp.allow_remote_access=True", "--ServerApp.token=jupyter-token",
-      "--ServerApp.open_browser=False", `--ServerApp.root_dir=${dir}`],
+    key: "lab", token: TOKEN, appSocket: sock, env: { JUPYTER_TOKEN: TOKEN },
+    command: [program("jupyter-server"), "--no-browser", "--sock", sock, "--ServerApp.allow_remote_access=True"],
   });
   const live = await client.live(1, 60_000);
   const host = live.urls[0];
-  const api = { Cookie: COOKIE, Authorization: "token jupyter-token", "Content-Type": "application/json" };
+  const api = { Cookie: COOKIE, Authorization: `token ${TOKEN}`, "Content-Type": "application/json" };
 
   const started = await request({ port: gw.port, host, path: "/api/kernels", method: "POST", headers: api, body: JSON.stringify({ name: "python3" }) });
   assert.equal(started.status, 201, started.text);
   const kernel = JSON.parse(started.text) as { id: string };
   const session = randomUUID();
-  const ws = await openWebSocket({ port: gw.port, host, path: `/api/kernels/${kernel.id}/channels?session_id=${session}&token=jupyter-token`, headers: { Cookie: COOKIE } });
+  const ws = await openWebSocket({ port: gw.port, host, path: `/api/kernels/${kernel.id}/channels?session_id=${session}&token=${TOKEN}`, headers: { Cookie: COOKIE } });
   const msgId = randomUUID();
   ws.send(JSON.stringify({
     header: { msg_id: msgId, username: "test", session, msg_type: "execute_request", version: "5.3", date: new Date().toISOString() },
@@ -65,9 +65,9 @@ test("Jupyter Server: a kernel started over REST runs code over its websocket, t
   assert.equal(output, "42\n");
   ws.close();
 
-  const noCookie = await request({ port: gw.port, host, path: "/api/kernels", method: "POST", headers: { Authorization: "token jupyter-token", "Content-Type": "application/json" }, body: "{}" });
+  const noCookie = await request({ port: gw.port, host, path: "/api/kernels", method: "POST", headers: { Authorization: `token ${TOKEN}`, "Content-Type": "application/json" }, body: "{}" });
   assert.equal(noCookie.status, 403);
-  await assert.rejects(openWebSocket({ port: gw.port, host, path: `/api/kernels/${kernel.id}/channels?session_id=${session}&token=jupyter-token` }), /403 Forbidden/);
+  await assert.rejects(openWebSocket({ port: gw.port, host, path: `/api/kernels/${kernel.id}/channels?session_id=${session}&token=${TOKEN}` }), /403 Forbidden/);
 });
 
 test("websockify carries a TCP service over a websocket through the gateway, 1 MiB each way intact", { skip: sshdMissing || missing("websockify", "python3"), timeout: 60_000 }, async (t) => {
@@ -111,7 +111,7 @@ test("gunicorn streams 50 MiB through the gateway intact, with the gateway's mem
   const sock = join(dir, "gunicorn.sock");
   const client = startConductor(t, sshd, gw, {
     key: "dash", token: TOKEN, appSocket: sock,
-    command: [program("gunicorn"), "--bind", `unix:${sock}`, "--chdir", dir, "--workers", "1", "bigfile:app"],
+    command: [program("gunicorn"), "--bind", `unix:${sock}`, "--umask", "0o077", "--chdir", dir, "bigfile:app"],
   });
   const live = await client.live(1, 30_000);
   const rss = (): number => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${gw.process.pid}/status`, "utf8"))![1]);
