@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { Cleanup } from "../helpers/cleanup.ts";
+import { defer, type Cleanup } from "../helpers/cleanup.ts";
 import { currentAccount } from "../helpers/accounts.ts";
 import { makeRuntimeDir } from "../helpers/gateway.ts";
 import { bin, fixture } from "../helpers/install.ts";
@@ -47,7 +47,7 @@ export async function startChain(t: Cleanup, options: ChainOptions = {}): Promis
   const gateway = startProcess(t, process.execPath, [...(options.gatewayNodeArgs ?? []), bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", ...(options.gatewayArgs ?? [])]);
   const ready = await gateway.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
   const work = mkdtempSync(join(tmpdir(), "conductor-bench-"));
-  t.after(() => rmSync(work, { recursive: true, force: true }));
+  defer(t, () => rmSync(work, { recursive: true, force: true }));
   const appSocket = join(work, "app.sock");
   const me = currentAccount().name;
   const args = [bin("conductor"), "-k", "bench"];

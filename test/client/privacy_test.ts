@@ -5,14 +5,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { socketExposure } from "../../src/client/privacy.ts";
+import { defer } from "../helpers/cleanup.ts";
 
 test("socketExposure() warns of a world-writable socket only when every directory above it lets others through", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "conductor-privacy-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, "app.sock");
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(path, resolve));
-  t.after(() => server.close());
+  defer(t, () => server.close());
   chmodSync(dir, 0o755);
   chmodSync(path, 0o666);
   assert.match(String(await socketExposure(path)), /writable by all users \(mode 0666\).*private directory/);

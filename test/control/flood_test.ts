@@ -12,6 +12,7 @@ import { test } from "node:test";
 import { startGateway } from "../../src/gateway/service.ts";
 import { silentLogger } from "../../src/lib/log.ts";
 import { request } from "../helpers/http.ts";
+import { defer } from "../helpers/cleanup.ts";
 
 function firstLine(socket: Socket): Promise<string> {
   return new Promise((resolve) => {
@@ -25,9 +26,9 @@ function firstLine(socket: Socket): Promise<string> {
 
 test("control socket: connections beyond the limit are refused, one closing at once does not crash, idle ones time out", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "conductor-flood-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   const gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, stateDir: join(dir, "state"), domains: [], trustForwarded: false, maxPending: 3, configTimeoutMs: 500 }, silentLogger);
-  t.after(() => gw.close());
+  defer(t, () => gw.close());
   const port = (gw.address as { port: number }).port;
   const idle: Socket[] = [];
   for (let i = 0; i < 3; i++) {

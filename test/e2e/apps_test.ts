@@ -21,6 +21,7 @@ import { request } from "../helpers/http.ts";
 import { contrib } from "../helpers/install.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 import { openWebSocket, type WsClient } from "../helpers/websocket.ts";
+import { defer } from "../helpers/cleanup.ts";
 
 const TOKEN = "gateway-cookie-token";
 const COOKIE = `authorization=${TOKEN}`;
@@ -75,7 +76,7 @@ test("websockify carries a TCP service over a websocket through the gateway, 1 M
   const gw = await startGateway(t);
   const echo = createServer((s) => s.pipe(s));
   await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
-  t.after(() => echo.close());
+  defer(t, () => echo.close());
   const port = (echo.address() as { port: number }).port;
   const dir = userDir(t, "alice");
   const sock = join(dir, "vnc.sock");

@@ -13,6 +13,7 @@ import { isRoot, needsRoot } from "../helpers/env.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
+import { defer } from "../helpers/cleanup.ts";
 
 /** The user a route of `name`'s client belongs to: `name` as root, else whoever runs the suite. */
 const user = (name: "alice" | "bob"): string => (isRoot ? name : currentAccount().name);
@@ -133,7 +134,7 @@ test("control protocol: bob cannot claim a route in alice's name", { skip: needs
   const standalone = join(gw.runtimeDir, "alice-app.sock");
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(standalone, resolve));
-  t.after(() => server.close());
+  defer(t, () => server.close());
   const rootLink = await register(t, gw.controlPath, { key: "stolen", token: "x", user: null, mode: "hardlink", arg: standalone });
   assert.equal(rootLink.reply.status, "error");
   assert.match(String(rootLink.reply.reason), /has 2 hard links/);

@@ -10,7 +10,6 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { createSecureContext } from "node:tls";
 import { X509Certificate } from "node:crypto";
-import { account } from "../helpers/accounts.ts";
 import { conductorCommand, startConductor, userDir } from "../helpers/conductor.ts";
 import { needsRoot } from "../helpers/env.ts";
 import { startGateway } from "../helpers/gateway.ts";
@@ -28,29 +27,30 @@ test("show, verify, list and stop work on one's own live service and on nobody e
   const live = await client.live();
   assert.equal(live.name, "notebook");
 
-  const show = await conductorCommand(t, "alice", ["show", "notebook"]);
+  const env = client.stateEnv;
+  const show = await conductorCommand(t, "alice", ["show", "notebook"], env);
   assert.equal(show.code, 0, show.stderr);
   assert.match(show.stdout, new RegExp(`^url +http://${live.urls[0].replace(/\./g, "\\.")}/$`, "m"));
   assert.match(show.stdout, new RegExp(`^auth link +http://${live.urls[0].replace(/\./g, "\\.")}/_conductor/auth/magic-key-123$`, "m"));
-  const json = JSON.parse((await conductorCommand(t, "alice", ["show", "--json", "notebook"])).stdout);
+  const json = JSON.parse((await conductorCommand(t, "alice", ["show", "--json", "notebook"], env)).stdout);
   assert.equal(json.token, "magic-key-123");
   assert.equal(json.key, "lab");
   // The auth link really opens the app.
   const auth = await request({ port: gw.port, host: live.urls[0], path: "/_conductor/auth/magic-key-123?next=/hello" });
   assert.equal(auth.status, 302);
 
-  assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-123"])).code, 0);
-  assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-12"])).code, 1);
+  assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-123"], env)).code, 0);
+  assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-12"], env)).code, 1);
 
-  const list = await conductorCommand(t, "alice", ["list"]);
+  const list = await conductorCommand(t, "alice", ["list"], env);
   assert.match(list.stdout, /^NAME +KIND +URL +GATEWAY +HOST +PID +AGE$/m);
   assert.match(list.stdout, /^notebook +http +http:\/\//m);
   assert.ok(!list.stdout.includes("magic-key-123"), "list shows no token");
-  assert.equal(JSON.parse((await conductorCommand(t, "alice", ["list", "--json", "note*"])).stdout).length, 1);
-  assert.equal(JSON.parse((await conductorCommand(t, "alice", ["list", "--json", "x*"])).stdout).length, 0);
+  assert.equal(JSON.parse((await conductorCommand(t, "alice", ["list", "--json", "note*"], env)).stdout).length, 1);
+  assert.equal(JSON.parse((await conductorCommand(t, "alice", ["list", "--json", "x*"], env)).stdout).length, 0);
 
   const options = sshd.clientOptions("alice").flatMap((o) => ["-o", o]);
-  const remote = await conductorCommand(t, "alice", ["list", "--json", "--gateway", `alice@127.0.0.1:${sshd.port}${gw.controlPath}`, ...options]);
+  const remote = await conductorCommand(t, "alice", ["list", "--json", "--gateway", `alice@127.0.0.1:${sshd.port}${gw.controlPath}`, ...options], env);
   assert.equal(remote.code, 0, remote.stderr);
   const services = JSON.parse(remote.stdout);
   assert.deepEqual(services.map((s: { name: string }) => s.name), ["notebook"]);
@@ -64,15 +64,15 @@ test("show, verify, list and stop work on one's own live service and on nobody e
   const bobRemote = await conductorCommand(t, "bob", ["list", "--json", "--gateway", `bob@127.0.0.1:${sshd.port}${gw.controlPath}`, ...sshd.clientOptions("bob").flatMap((o) => ["-o", o])]);
   assert.equal(bobRemote.code, 0, bobRemote.stderr);
   assert.deepEqual(JSON.parse(bobRemote.stdout), []);
-  const stateDir = join(account("alice").home, ".local", "state", "conductor");
+  const stateDir = join(env.XDG_STATE_HOME!, "conductor");
   assert.equal(statSync(stateDir).mode & 0o777, 0o700);
   assert.equal(statSync(join(stateDir, "notebook.json")).mode & 0o777, 0o600);
 
-  const stop = await conductorCommand(t, "alice", ["stop", "notebook"]);
+  const stop = await conductorCommand(t, "alice", ["stop", "notebook"], env);
   assert.equal(stop.code, 0, stop.stderr);
   assert.match(stop.stdout, /^stopped notebook \(pid \d+\)$/m);
   assert.equal((await client.process.exited).code, 0);
-  assert.equal((await conductorCommand(t, "alice", ["show", "notebook"])).code, 1, "the record is gone");
+  assert.equal((await conductorCommand(t, "alice", ["show", "notebook"], env)).code, 1, "the record is gone");
 });
 
 test("a second live service of the same name is refused, here and on the gateway", { skip }, async (t) => {
@@ -80,7 +80,7 @@ test("a second live service of the same name is refused, here and on the gateway
   const gw = await startGateway(t);
   const first = startConductor(t, sshd, gw, { key: "one", args: ["--name", "shared"] });
   await first.live();
-  const local = startConductor(t, sshd, gw, { key: "two", args: ["--name", "shared"] });
+  const local = startConductor(t, sshd, gw, { key: "two", args: ["--name", "shared"], env: first.stateEnv });
   assert.equal((await local.process.exited).code, 1);
   assert.match(String(local.events().find((e) => e.state === "failed")?.reason), /one of that name is live .*conductor stop shared/);
   // From another state directory (another machine), the gateway says no.
@@ -106,7 +106,7 @@ test("--tls gives the app a key and a self-signed certificate that openssl and n
   const text = execFileSync("openssl", ["x509", "-noout", "-text", "-in", cert], { encoding: "utf8" });
   assert.match(text, /Signature Algorithm: ecdsa-with-SHA256/);
   assert.match(text, /DNS:secure, DNS:localhost/);
-  const show = await conductorCommand(t, "alice", ["show", "secure"]);
+  const show = await conductorCommand(t, "alice", ["show", "secure"], client.stateEnv);
   assert.match(show.stdout, new RegExp(`^tls +SHA-256 ${live.fingerprint}$`, "m"));
 });
 

@@ -12,6 +12,7 @@ import { certDir, selfSigned } from "../helpers/certs.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
+import { defer } from "../helpers/cleanup.ts";
 
 test("TLS: an allowed client certificate gets through, another one fails at the handshake, SIGHUP reloads", async (t) => {
   const dir = certDir(t);
@@ -44,7 +45,7 @@ test("TLS: an allowed client certificate gets through, another one fails at the 
 
   // A keep-alive connection opened before the reload keeps working on the old certificate.
   const agent = new Agent({ keepAlive: true, maxSockets: 1, ...clientTls(allowed) });
-  t.after(() => agent.destroy());
+  defer(t, () => agent.destroy());
   const first = await fetchThrough(gw.port, host, agent);
   assert.deepEqual(first, { status: 200, fingerprint: server.fingerprint, reused: false });
 

@@ -9,7 +9,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
-import type { Cleanup } from "./cleanup.ts";
+import { defer, type Cleanup } from "./cleanup.ts";
 
 /** A certificate and its key, as files. */
 export interface CertFiles {
@@ -23,7 +23,7 @@ export interface CertFiles {
 export function certDir(t: Cleanup): string {
   const dir = mkdtempSync(join(tmpdir(), "conductor-certs-"));
   chmodSync(dir, 0o755);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 

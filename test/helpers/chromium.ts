@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import type { Cleanup } from "./cleanup.ts";
+import { defer, type Cleanup } from "./cleanup.ts";
 
 /** A running browser. */
 export interface Browser {
@@ -107,7 +107,7 @@ export async function startChromium(t: Cleanup, path: string, options: ChromiumO
       rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
-  t.after(() => browser.close());
+  defer(t, () => browser.close());
   await browser.send("Browser.getVersion");
   return browser;
 }

@@ -22,3 +22,24 @@ export function suiteCleanup(): Cleanup {
   });
   return { after: (fn) => { fns.push(fn); } };
 }
+
+const stacks = new WeakMap<Cleanup, Array<() => unknown>>();
+
+/**
+ * Registers `fn` to run when `t` ends, last registered first (like Go's
+ * defer): a process started after its directory was made is stopped before
+ * the directory is removed. node:test runs `t.after` hooks first registered
+ * first, which gets that order wrong.
+ */
+export function defer(t: Cleanup, fn: () => unknown): void {
+  let stack = stacks.get(t);
+  if (stack === undefined) {
+    const fns: Array<() => unknown> = [];
+    stack = fns;
+    stacks.set(t, fns);
+    t.after(async () => {
+      while (fns.length > 0) await fns.pop()!();
+    });
+  }
+  stack.push(fn);
+}

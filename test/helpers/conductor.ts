@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync, chownSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Cleanup } from "./cleanup.ts";
+import { defer, type Cleanup } from "./cleanup.ts";
 import { account, type AccountName } from "./accounts.ts";
 import { isRoot } from "./env.ts";
 import type { TestGateway } from "./gateway.ts";
@@ -36,6 +36,8 @@ export interface TestConductor {
   appSocket: string;
   /** The user's private home-like directory holding the app socket. */
   dir: string;
+  /** The environment of the run's state (XDG_STATE_HOME): give it to `conductorCommand` to see its services. */
+  stateEnv: NodeJS.ProcessEnv;
   /** Waits for the n-th (1-based) `live` event and returns it. */
   live(n?: number, timeoutMs?: number): Promise<{ auth: string; key: string; urls: string[]; name?: string; fingerprint?: string }>;
   events(): Array<Record<string, unknown>>;
@@ -49,7 +51,7 @@ export function userDir(t: Cleanup, user: AccountName): string {
     chownSync(dir, a.uid, a.gid);
   }
   chmodSync(dir, 0o700);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -63,13 +65,16 @@ export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, opti
   if (options.key !== undefined) args.push("-k", options.key);
   for (const o of sshd.clientOptions(user)) args.push("-o", o);
   args.push(destination, appSocket, "--", ...(options.command ?? [process.execPath, fixture("serve")]));
-  const env: NodeJS.ProcessEnv = { ...options.env };
+  // Each run its own state directory: test files run at once as the same users.
+  const stateEnv = { XDG_STATE_HOME: join(dir, "state") };
+  const env: NodeJS.ProcessEnv = { ...stateEnv, ...options.env };
   if (options.token !== undefined) env.CONDUCTOR_TOKEN = options.token;
   const proc = startProcess(t, process.execPath, args, { user, env, cwd: dir });
   return {
     process: proc,
     appSocket,
     dir,
+    stateEnv,
     events: () => proc.json(),
     live: async (n = 1, timeoutMs = 30_000) => {
       const deadline = Date.now() + timeoutMs;

@@ -7,7 +7,7 @@
 import { chownSync, mkdtempSync, rmSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Cleanup } from "./cleanup.ts";
+import { defer, type Cleanup } from "./cleanup.ts";
 import { account } from "./accounts.ts";
 import { isRoot } from "./env.ts";
 import { bin } from "./install.ts";
@@ -44,7 +44,7 @@ export function makeRuntimeDir(t: Cleanup): string {
     const c = account("conductor");
     chownSync(dir, c.uid, c.gid);
   }
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 

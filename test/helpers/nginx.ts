@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Cleanup } from "./cleanup.ts";
+import { defer, type Cleanup } from "./cleanup.ts";
 import { currentAccount } from "./accounts.ts";
 import { isRoot } from "./env.ts";
 import { startProcess, type TestProcess } from "./process.ts";
@@ -38,7 +38,7 @@ export interface TestNginx {
 export async function startNginx(t: Cleanup, body: string, options: { user?: string; workers?: number; modules?: string[] } = {}): Promise<TestNginx> {
   const prefix = mkdtempSync(join(tmpdir(), "conductor-nginx-"));
   chmodSync(prefix, 0o755);
-  t.after(() => rmSync(prefix, { recursive: true, force: true }));
+  defer(t, () => rmSync(prefix, { recursive: true, force: true }));
   for (const d of ["logs", "conf", "tmp"]) mkdirSync(join(prefix, d));
   const config = [
     ...(options.modules ?? []).map((m) => `load_module ${m};`),

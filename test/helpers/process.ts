@@ -5,7 +5,7 @@
  * @module
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import type { Cleanup } from "./cleanup.ts";
+import { defer, type Cleanup } from "./cleanup.ts";
 import { account, type AccountName } from "./accounts.ts";
 import { isRoot } from "./env.ts";
 
@@ -116,6 +116,6 @@ export function startProcess(t: Cleanup | null, command: string, args: string[],
     gid: user?.gid,
   });
   const proc = new TestProcess(child);
-  t?.after(() => proc.stop());
+  if (t !== null) defer(t, () => proc.stop());
   return proc;
 }

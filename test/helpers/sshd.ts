@@ -11,7 +11,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wri
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Cleanup } from "./cleanup.ts";
+import { defer, type Cleanup } from "./cleanup.ts";
 import { account, currentAccount, type AccountName } from "./accounts.ts";
 import { isRoot } from "./env.ts";
 import { startProcess, type TestProcess } from "./process.ts";
@@ -52,7 +52,7 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
   const onlyCurrent = options.users === "current" || !isRoot;
   const dir = mkdtempSync(join(tmpdir(), "conductor-sshd-"));
   chmodSync(dir, 0o755);
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   const hostKey = join(dir, "host_ed25519");
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]);
   const keysDir = join(dir, "authorized_keys");

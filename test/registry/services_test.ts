@@ -5,6 +5,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { findService, globRe, keyMatches, listServices, registryDir, type ServiceRecord } from "../../src/registry/services.ts";
+import { defer } from "../helpers/cleanup.ts";
 
 function record(name: string, host: string, pid: number): ServiceRecord {
   return { name, kind: "http", key: name, gateway: "gw", urls: [`${name}-ann.example.org`], scheme: "https", token: `tok-${name}`,
@@ -13,7 +14,7 @@ function record(name: string, host: string, pid: number): ServiceRecord {
 
 test("findService() drops records of dead runs on this host and keeps those of other hosts", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "conductor-registry-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   const dead = Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout);
   writeFileSync(join(dir, "gone.json"), JSON.stringify(record("gone", hostname(), dead)));
   writeFileSync(join(dir, "remote.json"), JSON.stringify(record("remote", "compute-17", dead)));

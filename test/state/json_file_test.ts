@@ -13,10 +13,11 @@ import { acquireLock } from "../../src/state/lock.ts";
 import { fixture } from "../helpers/install.ts";
 import { startProcess } from "../helpers/process.ts";
 import { versionContent } from "../fixtures/state_writer.ts";
+import { defer } from "../helpers/cleanup.ts";
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), "conductor-state-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  defer(t, () => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
