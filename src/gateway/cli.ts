@@ -47,6 +47,8 @@ Control socket and limits:
                                that a restart keeps the routes whose clients live
                                (default ${DEFAULT_STATE_DIR})
       --max-routes-per-user N  routes one user may hold at once (default 64)
+      --max-request-body SIZE  refuse request bodies larger than SIZE bytes (suffix
+                               k, M or G) with 413 (default: no limit)
 
 Other:
   -v, --verbose                debug logs (JSON lines on stderr)
@@ -83,6 +85,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
         "ssl-allowed-clients": { type: "string" },
         "trust-forwarded": { type: "boolean" },
         "max-routes-per-user": { type: "string" },
+        "max-request-body": { type: "string" },
         verbose: { type: "boolean", short: "v" },
         version: { type: "boolean", short: "V" },
         help: { type: "boolean", short: "h" },
@@ -119,6 +122,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
       tls: cert === undefined || key === undefined ? undefined : { certFile: cert, keyFile: key, allowedClientsFile: allowed },
       trustForwarded: values["trust-forwarded"] ?? values.sock !== undefined,
       maxRoutesPerUser: values["max-routes-per-user"] === undefined ? undefined : integer(values["max-routes-per-user"], "--max-routes-per-user", 1, 1_000_000),
+      maxRequestBody: values["max-request-body"] === undefined ? undefined : size(values["max-request-body"], "--max-request-body"),
     },
   };
 }
@@ -128,6 +132,13 @@ function integer(text: string, option: string, min: number, max: number): number
     throw usage(`${option} takes a whole number from ${min} to ${max}, not '${text}'`);
   }
   return Number(text);
+}
+
+/** A size in bytes: digits with an optional k, M or G (powers of 1024). */
+function size(text: string, option: string): number {
+  const m = /^([0-9]+)([kMG]?)$/.exec(text);
+  if (m === null) throw usage(`${option} takes a size such as 500M, 2G or 1048576, not '${text}'`);
+  return Number(m[1]) * { "": 1, k: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2] as "" | "k" | "M" | "G"];
 }
 
 function usage(reason: string): ConductorError {

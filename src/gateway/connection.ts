@@ -77,6 +77,7 @@ export class BrowserConnection {
   #head: RequestHead | null = null;
   #inFlight = false;
   #remaining = 0;
+  #bodySeen = 0;
   #decoder: ChunkedDecoder | null = null;
   #sink: BodySink | null = null;
   #bodyDone = true;
@@ -297,6 +298,11 @@ export class BrowserConnection {
       this.#refuse(head.status, head.reason);
       return true;
     }
+    const maxBody = this.#owner.maxBody;
+    if (maxBody > 0 && head.contentLength > maxBody) {
+      this.#refuse(413, `request body of ${head.contentLength} bytes, more than the limit of ${maxBody}`);
+      return true;
+    }
     this.#head = head;
     this.#sink = null;
     this.#bodyDone = !hasBody(head);
@@ -305,6 +311,7 @@ export class BrowserConnection {
       if (rest !== null && rest.length > MAX_BUFFERED) this.socket.pause();
     } else {
       this.#state = READ_BODY;
+      this.#bodySeen = 0;
       this.#remaining = head.chunked ? 0 : head.contentLength;
       this.#decoder = head.chunked ? (this.#decoder ?? new ChunkedDecoder()) : null;
       this.#decoder?.reset();
@@ -320,7 +327,7 @@ export class BrowserConnection {
       try {
         end = this.#decoder.decode(chunk, offset, ignore);
       } catch {
-        return this.#badBody("malformed chunked body");
+        return this.#badBody("malformed chunked body", 400);
       }
     } else {
       const take = Math.min(this.#remaining, chunk.length - offset);
@@ -328,6 +335,9 @@ export class BrowserConnection {
       end = this.#remaining === 0 ? offset + take : -1;
     }
     const stop = end === -1 ? chunk.length : end;
+    this.#bodySeen += stop - offset;
+    const maxBody = this.#owner.maxBody;
+    if (maxBody > 0 && this.#bodySeen > maxBody) return this.#badBody(`request body over the limit of ${maxBody} bytes`, 413);
     if (stop > offset) {
       const slice = offset === 0 && stop === chunk.length ? chunk : chunk.subarray(offset, stop);
       if (this.#sink !== null) {
@@ -352,11 +362,12 @@ export class BrowserConnection {
     }
   }
 
-  #badBody(reason: string): void {
+  /** The body cannot be taken (malformed, or too large): answer `status` if nothing was answered yet, and close. */
+  #badBody(reason: string, status: number): void {
     const sink = this.#sink;
     this.#sink = null;
     sink?.abort(reason);
-    this.#handler.onRefused(400, reason, true);
+    this.#handler.onRefused(status, reason, true);
     if (this.#responding) {
       this.socket.destroy();
       return;
@@ -364,7 +375,7 @@ export class BrowserConnection {
     this.#buf = null;
     this.#bodyDone = true;
     this.#state = WAIT;
-    this.sendPage(400, true);
+    this.sendPage(status, true);
   }
 
   #refuse(status: number, reason: string): void {
@@ -433,12 +444,15 @@ function ignore(): void {}
 
 /** The browser connections of a server, with the sweep that enforces their time limits. */
 export class ConnectionSet {
+  /** Largest request body accepted, in bytes; 0 for no limit. */
+  readonly maxBody: number;
   #all = new Set<BrowserConnection>();
   #stopSweeping: () => void;
   #timeouts: ConnectionTimeouts;
   #onTimeout: (status: number) => void;
 
-  constructor(timeouts: ConnectionTimeouts, onTimeout: (status: number) => void) {
+  constructor(timeouts: ConnectionTimeouts, maxBody: number, onTimeout: (status: number) => void) {
+    this.maxBody = maxBody;
     this.#timeouts = timeouts;
     this.#onTimeout = onTimeout;
     this.#stopSweeping = everySecond((now) => this.#sweep(now));

@@ -45,6 +45,8 @@ export interface FrontEndOptions {
   /** Keep X-Forwarded-* from the request (true when a reverse proxy in front talks to a UNIX socket). */
   trustForwarded: boolean;
   timeouts?: FrontTimeouts;
+  /** Largest request body accepted, in bytes (413 beyond); 0 or undefined for no limit. */
+  maxRequestBody?: number;
 }
 
 /** The front end: a listening server and its connections. */
@@ -65,7 +67,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
   const timeouts = options.timeouts ?? DEFAULT_FRONT_TIMEOUTS;
   const ctx: ProxyContext = { stats, logger };
   const secure = tls !== undefined;
-  const connections = new ConnectionSet(timeouts, () => { stats.badRequest++; });
+  const connections = new ConnectionSet(timeouts, options.maxRequestBody ?? 0, () => { stats.badRequest++; });
 
   const handler: RequestHandler = {
     onRefused(status, reason, dispatched) {

@@ -42,6 +42,8 @@ export interface GatewayOptions {
   /** Most control connections waiting for their config. */
   maxPending?: number;
   frontTimeouts?: FrontTimeouts;
+  /** Largest request body accepted, in bytes (413 beyond); 0 for no limit. */
+  maxRequestBody?: number;
   pool?: PoolOptions;
 }
 
@@ -78,6 +80,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     tls,
     trustForwarded: options.trustForwarded,
     timeouts: options.frontTimeouts,
+    maxRequestBody: options.maxRequestBody,
   });
   const server = front.server;
   const address = await listen(server, options);

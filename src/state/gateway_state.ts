@@ -111,9 +111,12 @@ export class GatewayState {
     return files;
   }
 
-  /** Waits until every queued change is on disk. */
-  async flush(): Promise<void> {
-    while (this.#flushing.size > 0) await Promise.all(this.#flushing.values());
+  /** Waits until every queued change is on disk, or `timeoutMs` passed (a disk that stays full). */
+  async flush(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#flushing.size > 0 && Date.now() < deadline) {
+      await Promise.race([Promise.all(this.#flushing.values()), new Promise((r) => setTimeout(r, 100))]);
+    }
   }
 
   #change(user: string, change: Change): void {
@@ -126,11 +129,16 @@ export class GatewayState {
     if (!this.#flushing.has(user)) this.#flushing.set(user, this.#flushLoop(user));
   }
 
-  /** Writes a user's queued changes together, again while more arrive. */
+  /**
+   * Writes a user's queued changes together, again while more arrive. A
+   * write that fails (a full disk) leaves the old file intact; the changes
+   * stay queued and are tried again, waiting from 1 s up to 30 s.
+   */
   async #flushLoop(user: string): Promise<void> {
+    let wait = FLUSH_MS;
     try {
       for (;;) {
-        await new Promise((r) => setTimeout(r, FLUSH_MS));
+        await new Promise((r) => setTimeout(r, wait));
         const changes = this.#pending.get(user);
         if (changes === undefined) return;
         this.#pending.delete(user);
@@ -142,9 +150,12 @@ export class GatewayState {
             return next;
           }, { onCorrupt: (err) => this.#logger.error(err.message, { path }) });
           if (changes.length > 0) await this.#removeIfEmpty(path);
+          wait = FLUSH_MS;
         } catch (err) {
           // The old file stays intact; the route table in memory is still right.
-          this.#logger.error(`Cannot save the routes of ${user}: ${messageOf(err)}`, { path });
+          this.#pending.set(user, [...changes, ...(this.#pending.get(user) ?? [])]);
+          wait = Math.min(30_000, Math.max(1000, wait * 2));
+          this.#logger.error(`Cannot save the routes of ${user}: ${messageOf(err)}; trying again in ${wait / 1000} s`, { path });
         }
       }
     } finally {

@@ -41,7 +41,7 @@ describe("browser connections", () => {
     chmodSync(dir, 0o755);
     cleanup.after(() => rmSync(dir, { recursive: true, force: true }));
     gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, stateDir: join(dir, "state"), domains: [], trustForwarded: false,
-      frontTimeouts: { headers: 1500, keepAlive: 1500, body: 1500 } }, silentLogger);
+      frontTimeouts: { headers: 1500, keepAlive: 1500, body: 1500 }, maxRequestBody: 1024 * 1024 }, silentLogger);
     cleanup.after(() => gw.close());
     port = (gw.address as { port: number }).port;
     const reg = await register(cleanup, gw.control.path, { key: "conn", token: TOKEN, user: null });
@@ -62,6 +62,30 @@ describe("browser connections", () => {
   it("counts empty lines before a request against the head time limit (regression)", async () => {
     const ms = await closedAfter(port, "\r\n", "\r\n", 300, 8000);
     assert.ok(ms > 0 && ms < 6000, `closed after ${ms} ms`);
+  });
+
+  it("answers 408 to a head that trickles in (slowloris)", async () => {
+    const text = await new Promise<string>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => socket.write(`GET /hello HTTP/1.1\r\nHost: ${host}\r\n`));
+      const timer = setInterval(() => { if (!socket.destroyed) socket.write("X"); }, 300);
+      let data = "";
+      socket.on("data", (c) => { data += c.toString("latin1"); });
+      socket.on("error", () => {});
+      socket.on("close", () => { clearInterval(timer); resolve(data); });
+    });
+    assert.equal(statusOf(text), 408);
+    assert.match(text, /took too long/);
+  });
+
+  it("refuses a body over --max-request-body with 413, by its length or as it arrives", async () => {
+    const declared = await rawExchange(port, `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nContent-Length: 2097152\r\n\r\n`, 3000);
+    assert.equal(statusOf(declared.text), 413);
+    assert.equal(declared.timedOut, false, "the connection is closed");
+    const chunk = "100000\r\n" + "x".repeat(0x100000) + "\r\n";
+    const streamed = await rawExchange(port, `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n` + chunk + chunk, 3000);
+    assert.equal(statusOf(streamed.text), 413);
+    const small = await request({ port, host, path: "/upload", method: "POST", headers: { Cookie: `authorization=${TOKEN}` }, body: Buffer.alloc(1000) });
+    assert.equal(small.status, 200, "a body under the limit passes");
   });
 
   it("closes idle keep-alive connections after the limit", async () => {
