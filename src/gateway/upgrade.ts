@@ -17,6 +17,8 @@ import type { ExchangeHandler, Upstream } from "./upstream.ts";
 
 /** How often an idle tunnel's browser side is probed with TCP keep-alive, in ms. */
 const KEEPALIVE_MS = 60_000;
+/** How long a tunnel stays open after one side finished sending (a half-close), in ms. */
+const HALF_CLOSED_MS = 10_000;
 
 /** Sends an authorized upgrade request (head rewritten for the app) to `route`, and relays what follows. */
 export function forwardUpgrade(ctx: ProxyContext, route: Route, conn: BrowserConnection, method: string, head: string): void {
@@ -71,6 +73,10 @@ class UpgradeExchange implements ExchangeHandler {
     app.on("close", close);
     client.on("error", close);
     client.on("close", close);
+    // A side that stopped sending gets its end passed on (pipe does that); the tunnel then closes soon after.
+    const soon = (): void => { setTimeout(close, HALF_CLOSED_MS).unref(); };
+    app.once("end", soon);
+    client.once("end", soon);
     client.setTimeout(0);
     if (typeof client.setKeepAlive === "function") client.setKeepAlive(true, KEEPALIVE_MS);
     client.write(responseHead(head, `Connection: Upgrade\r\nUpgrade: ${head.upgrade ?? ""}\r\n`), "latin1");

@@ -103,6 +103,7 @@ export function acceptEchoSocket(req: IncomingMessage, socket: Duplex): void {
     }
   });
   socket.on("error", () => socket.destroy());
+  socket.on("end", () => socket.end());
 }
 
 /** A connected websocket client. */
