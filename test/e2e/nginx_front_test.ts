@@ -20,7 +20,6 @@ import { openWebSocket } from "../helpers/websocket.ts";
 test("nginx with contrib/nginx-conductor.conf in front of conductor-server --sock", { skip: nginxMissing }, async (t) => {
   const certs = certDir(t);
   const cert = selfSigned(certs, "site", "apps.localhost", ["*.apps.localhost"]);
-  const port = await freePort();
   const runtimeDir = makeRuntimeDir(t);
   const sock = join(runtimeDir, "http.sock");
   const gw = await startGateway(t, { runtimeDir, args: ["--sock", sock, "-d", "{key}-{user}.apps.localhost"] });
@@ -29,13 +28,23 @@ test("nginx with contrib/nginx-conductor.conf in front of conductor-server --soc
   assert.equal(reg.reply.scheme, "https", "behind a reverse proxy the gateway says browsers use https");
 
   const site = readFileSync(join(repoRoot, "contrib", "nginx-conductor.conf"), "utf8")
-    .replace("listen 443 ssl http2;", `listen 127.0.0.1:${port} ssl;`)
+    .replace("listen 443 ssl http2;", "listen 127.0.0.1:__PORT__ ssl;")
     .replace("listen [::]:443 ssl http2;", "")
     .replace("server_name *.apps.example.org;", "server_name *.apps.localhost;")
     .replace("/etc/ssl/apps.example.org/fullchain.pem", cert.cert)
     .replace("/etc/ssl/apps.example.org/privkey.pem", cert.key)
     .replace("unix:/run/conductor/http.sock", `unix:${sock}`);
-  await startNginx(t, `http {\n${httpCommon()}\n${site}\n}`);
+  // A free port can be taken by another test before nginx binds it: then try another.
+  let port = 0;
+  for (let attempt = 0; ; attempt++) {
+    port = await freePort();
+    try {
+      await startNginx(t, `http {\n${httpCommon()}\n${site.replace("__PORT__", String(port))}\n}`);
+      break;
+    } catch (err) {
+      if (attempt >= 4) throw err;
+    }
+  }
   const tls = { rejectUnauthorized: false };
 
   const hello = await request({ port, host, path: "/hello", headers: { Cookie: "authorization=front-token" }, tls });

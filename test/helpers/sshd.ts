@@ -57,10 +57,7 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
   execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]);
   const keysDir = join(dir, "authorized_keys");
   mkdirSync(keysDir, { mode: 0o755 });
-  const port = await freePort();
   const knownHosts = join(dir, "known_hosts");
-  writeFileSync(knownHosts, `[127.0.0.1]:${port} ${readFileSync(hostKey + ".pub", "utf8").split(" ").slice(0, 2).join(" ")}\n`);
-  chmodSync(knownHosts, 0o644);
 
   // One key per user, readable only by that user (ssh refuses keys others can read).
   const identities = new Map<string, string>();
@@ -81,7 +78,10 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
   }
 
   const config = join(dir, "sshd_config");
-  writeFileSync(config, [
+  const configure = (port: number): void => {
+    writeFileSync(knownHosts, `[127.0.0.1]:${port} ${readFileSync(hostKey + ".pub", "utf8").split(" ").slice(0, 2).join(" ")}\n`);
+    chmodSync(knownHosts, 0o644);
+    writeFileSync(config, [
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
     `HostKey ${hostKey}`,
@@ -104,14 +104,26 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
     "MaxStartups 100:30:200",
     ...(options.config ?? []),
     "",
-  ].join("\n"));
+    ].join("\n"));
+  };
   if (isRoot) mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
 
-  let proc = await launch(t, config, port);
+  // A free port can be taken by another test before sshd binds it: then try another.
+  let port = 0;
+  let proc: TestProcess | null = null;
+  for (let attempt = 0; proc === null; attempt++) {
+    port = await freePort();
+    configure(port);
+    try {
+      proc = await launch(t, config, port);
+    } catch (err) {
+      if (attempt >= 4 || !/Address already in use/.test((err as Error).message)) throw err;
+    }
+  }
   const loginName = (user: AccountName | null): string => (user === null || onlyCurrent ? currentAccount().name : account(user).name);
   return {
     port,
-    get process() { return proc; },
+    get process() { return proc!; },
     loginName,
     clientOptions: (user) => [
       `IdentityFile=${identities.get(loginName(user))}`,
@@ -121,9 +133,9 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
       "StrictHostKeyChecking=yes",
       "LogLevel=ERROR",
     ],
-    stop: () => proc.stop(),
+    stop: () => proc!.stop(),
     restart: async () => {
-      await proc.stop();
+      await proc!.stop();
       proc = await launch(t, config, port);
     },
   };
