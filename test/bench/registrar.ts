@@ -5,7 +5,8 @@
  * app, websockets included). Holds every registration until stdin closes.
  *
  * Usage: registrar.js CONTROL_SOCKET COUNT [FIRST_INDEX]
- * Prints `{"registered": N, "seconds": S}` after each batch, `{"done": true}` at the end.
+ * Prints `{"registered": N, "seconds": S}` after each batch, `{"done": true}` at the end, or
+ * `{"refused": REASON, "registered": N, "done": true}` at the first registration the gateway refuses.
  *
  * @module
  */
@@ -54,7 +55,7 @@ function registerOne(index: number): Promise<void> {
           });
         } else if (stage === 1) {
           stage = 2;
-          if (message.status !== "ok") reject(new Error(`route r${index}: ${message.reason}`));
+          if (message.status !== "ok") reject(Object.assign(new Error(message.reason), { refused: true }));
           else resolve();
         }
       }
@@ -76,7 +77,13 @@ async function worker(): Promise<void> {
     }
   }
 }
-await Promise.all(Array.from({ length: parallel }, worker));
-process.stdout.write(JSON.stringify({ registered, seconds: Number(process.hrtime.bigint() - started) / 1e9, done: true }) + "\n");
+try {
+  await Promise.all(Array.from({ length: parallel }, worker));
+  process.stdout.write(JSON.stringify({ registered, seconds: Number(process.hrtime.bigint() - started) / 1e9, done: true }) + "\n");
+} catch (err) {
+  if (!(err as { refused?: boolean }).refused) throw err;
+  next = first + count;
+  process.stdout.write(JSON.stringify({ refused: (err as Error).message, registered, done: true }) + "\n");
+}
 process.stdin.resume();
 process.stdin.on("end", () => process.exit(0));

@@ -1,0 +1,98 @@
+/**
+ * Local attackers on the gateway: other users of the gateway host (bob)
+ * against alice's routes, sockets, directories and state, and one user
+ * against everyone (a flood, a flood of routes).
+ */
+import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { needsRoot } from "../helpers/env.ts";
+import { startGateway } from "../helpers/gateway.ts";
+import { publicDist } from "../helpers/install.ts";
+import { startProcess } from "../helpers/process.ts";
+import { register } from "../helpers/register.ts";
+import type { AccountName } from "../helpers/accounts.ts";
+import type { Cleanup } from "../helpers/cleanup.ts";
+
+/** Runs a snippet of JavaScript as `user`; resolves with what it printed. */
+async function as(t: Cleanup, user: AccountName, code: string, ...args: string[]): Promise<string> {
+  const proc = startProcess(t, process.execPath, ["--input-type=module", "-e", code, ...args], { user });
+  await proc.exited;
+  return proc.stdout.join("\n").trim();
+}
+
+/** A snippet printing the error code of an fs or net operation, or "ok". */
+const attempt = (body: string): string => `
+import * as fs from "node:fs"; import * as net from "node:net";
+const [a, b] = process.argv.slice(1);
+try { await (async () => { ${body} })(); console.log("ok"); } catch (e) { console.log(e.code ?? e.message); }`;
+
+test("bob cannot reach, swap or read what is alice's on the gateway", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t);
+  const alice = await register(t, gw.controlPath, { key: "private", token: "alice-token" });
+  assert.equal(alice.reply.status, "ok");
+  const dir = alice.banner.directory as string;
+  const socket = join(dir, "socket");
+
+  // The directory names are not listable: bob cannot learn alice's.
+  assert.equal(await as(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "sockets")), "EACCES");
+  // Connecting to, renaming or replacing alice's socket: the locked directory keeps bob out.
+  assert.equal(await as(t, "bob", attempt("await new Promise((ok, no) => net.connect(a).on('connect', ok).on('error', no))"), socket), "EACCES");
+  assert.equal(await as(t, "bob", attempt("fs.renameSync(a, a + '.x')"), socket), "EACCES");
+  assert.equal(await as(t, "bob", attempt("fs.writeFileSync(a + '2', 'x')"), socket), "EACCES");
+  // The gateway's state is the gateway's alone.
+  assert.equal(await as(t, "bob", attempt("fs.readFileSync(a)"), join(gw.runtimeDir, "state", "users", "alice.json")), "EACCES");
+  assert.equal(await as(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "state", "users")), "EACCES");
+  assert.equal(await as(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "state")), "EACCES");
+});
+
+test("between banner and config, bob cannot swap the socket alice placed (sticky directory)", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t);
+  // Alice places her socket but has not sent her config yet.
+  const alice = startProcess(t, process.execPath, ["--input-type=module", "-e", `
+    import * as net from "node:net"; import * as fs from "node:fs";
+    const control = net.connect(process.argv[1]);
+    control.once("data", (line) => {
+      const dir = JSON.parse(line.toString()).directory;
+      net.createServer().listen(dir + "/socket", () => { fs.chmodSync(dir + "/socket", 0o660); console.log(dir); });
+    });
+    process.stdin.resume(); process.stdin.on("end", () => process.exit(0));`, gw.controlPath], { user: "alice", stdin: true });
+  const dir = await new Promise<string>((resolve) => {
+    const poll = setInterval(() => { if (alice.stdout.length > 0) { clearInterval(poll); resolve(alice.stdout[0]); } }, 20);
+  });
+  const socket = join(dir, "socket");
+  // Bob, who somehow knows the directory, tries to take the place of alice's socket.
+  assert.equal(await as(t, "bob", attempt("fs.unlinkSync(a)"), socket), "EPERM");
+  assert.equal(await as(t, "bob", attempt("fs.renameSync(a, a + '.mine')"), socket), "EPERM");
+  assert.equal(await as(t, "bob", attempt("await new Promise((ok, no) => net.createServer().listen(a, ok).on('error', no))"), socket), "EADDRINUSE");
+  alice.child.stdin!.end();
+});
+
+test("one user cannot register more routes than the per-user limit, and is told so", { skip: needsRoot, timeout: 120_000 }, async (t) => {
+  const gw = await startGateway(t);
+  // Ten thousand tries from one process of alice's; the gateway keeps 64 and refuses the rest.
+  const flood = startProcess(t, process.execPath, [join(publicDist(), "test", "bench", "registrar.js"), gw.controlPath, "10000", "0"], { user: "alice", stdin: true });
+  const result = await flood.waitForJson((l) => l.done === true, 100_000);
+  assert.equal(result.registered, 64);
+  assert.match(String(result.refused), /user alice already holds 64 routes, the limit of this gateway; stop some \(conductor list\) first/);
+  // Bob is not affected.
+  const bob = await register(t, gw.controlPath, { key: "mine", token: "bob", user: "bob" });
+  assert.equal(bob.reply.status, "ok");
+});
+
+test("a flood of control connections that never speak does not lock others out", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t);
+  const flood = startProcess(t, process.execPath, ["--input-type=module", "-e", `
+    import * as net from "node:net";
+    const sockets = [];
+    for (let i = 0; i < 300; i++) sockets.push(net.connect(process.argv[1]).on("error", () => {}));
+    setTimeout(() => console.log("flooding"), 500);
+    process.stdin.resume(); process.stdin.on("end", () => process.exit(0));`, gw.controlPath], { user: "bob", stdin: true });
+  await flood.waitForJson(() => false, 800).catch(() => {});
+  const alice = await register(t, gw.controlPath, { key: "despite", token: "t" });
+  assert.equal(alice.reply.status, "ok");
+  assert.ok(readdirSync(join(gw.runtimeDir, "sockets")).length >= 300, "the idle connections hold their directories until they time out");
+  flood.child.stdin!.end();
+  await flood.exited;
+});
