@@ -10,7 +10,7 @@ import { promises as fs } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { readLines } from "../control/lines.ts";
-import { decodeLine, encodeLine, parseBanner, parseReply } from "../control/protocol.ts";
+import { decodeLine, encodeLine, GOODBYE, parseBanner, parseReply } from "../control/protocol.ts";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { SAFE_PATH_RE } from "../ssh/destination.ts";
@@ -178,7 +178,7 @@ export class GatewaySession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#control?.destroy();
+    await this.#sayGoodbye();
     const lease = this.#lease;
     if (lease !== null) {
       await this.#dropRemoteForward();
@@ -186,6 +186,25 @@ export class GatewaySession {
       await lease.release().catch((err) => this.#o.logger.warn("cannot stop the SSH master", { error: messageOf(err) }));
     }
     if (this.#runDir !== null) await fs.rm(this.#runDir, { recursive: true, force: true });
+  }
+
+  /**
+   * Tells the gateway the registration ends on purpose, so that it removes
+   * the route at once instead of holding its host for a reconnect; waits
+   * briefly for the gateway to close. Older gateways ignore the line.
+   */
+  async #sayGoodbye(): Promise<void> {
+    const control = this.#control;
+    this.#control = null;
+    if (control === null) return;
+    if (!control.destroyed && control.writable) {
+      const closed = new Promise<void>((resolve) => control.once("close", () => resolve()));
+      control.end(GOODBYE);
+      const timer = setTimeout(() => control.destroy(), 1000);
+      await closed;
+      clearTimeout(timer);
+    }
+    control.destroy();
   }
 
   async #master() {

@@ -27,7 +27,7 @@ export interface Admission {
   socketPath: string;
   directory: string;
   authHash: Buffer;
-  /** The route this one replaces (the same run coming back), if any. */
+  /** The route this one replaces (the same run coming back, or a route waiting for its client), if any. */
   replaces: Route | undefined;
 }
 
@@ -72,7 +72,8 @@ export async function admit(dir: string, request: RegisterRequest, routes: Route
   await probeSocket(socketPath);
   const authHash = Buffer.from(request.auth, "hex");
   const existing = routes.get(user, request.key);
-  if (existing !== undefined && !existing.authHash.equals(authHash)) {
+  // A route no connection holds is its user's to replace; a live one only with its own token (the same run).
+  if (existing !== undefined && !existing.waiting && !existing.authHash.equals(authHash)) {
     throw new ConductorError("CONDUCTOR_ERR_KEY_TAKEN",
       `Cannot register route: user ${user} already has a live route with key '${request.key}' from another conductor run; stop that one, or use another key (-k), or run with the same CONDUCTOR_TOKEN to take it over`);
   }

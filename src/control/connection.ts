@@ -15,7 +15,17 @@ import type { GatewayState } from "../state/gateway_state.ts";
 import { admit, identify } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
 import { readLines } from "./lines.ts";
-import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
+import { decodeLine, encodeLine, GOODBYE, parseRegister } from "./protocol.ts";
+
+/**
+ * What becomes of a route when its connection ends: `drop` removes it;
+ * `keep` (the gateway is stopping) leaves it, and its directory, in the
+ * state for the next start to take over.
+ */
+export type RouteFate = "drop" | "keep";
+
+/** How long the host of a route that dropped without a goodbye answers 503 instead of 404, in ms. */
+const RECONNECT_GRACE_MS = 60_000;
 
 /** What every control connection shares. */
 export interface ControlContext {
@@ -39,8 +49,6 @@ export interface ControlContext {
 
 const NEW = 0, REGISTERING = 1, LIVE = 2, CLOSED = 3;
 
-function ignore(): void {}
-
 /** A client connection on the control socket. */
 export class ControlConnection {
   readonly socket: Socket;
@@ -51,6 +59,8 @@ export class ControlConnection {
   #route: Route | null = null;
   #timer: NodeJS.Timeout | null;
   #stopReading: (() => void) | null = null;
+  /** What a live client sent after its registration (a goodbye, normally nothing), bounded. */
+  #after = "";
 
   constructor(socket: Socket, id: number, ctx: ControlContext) {
     this.socket = socket;
@@ -60,16 +70,16 @@ export class ControlConnection {
     ctx.pending++;
     this.#timer = setTimeout(() => {
       ctx.logger.info("control connection sent no config in time; closing", { conn: id, seconds: ctx.configTimeoutMs / 1000 });
-      this.close();
+      this.close("no config in time");
     }, ctx.configTimeoutMs);
     socket.on("error", (err) => {
       ctx.logger.debug("control connection error", { conn: id, error: err });
-      this.close();
+      this.close("the control connection failed");
     });
-    socket.on("close", () => this.close());
+    socket.on("close", () => this.close("the control connection closed"));
     this.#stopReading = readLines(socket, {
       line: (line) => this.#onLine(line),
-      end: () => this.close(),
+      end: () => this.close("the client closed the control connection"),
       overflow: () => this.#refuse("Cannot parse control message: line too long"),
     });
     createClientDir(ctx.socketsDir).then((dir) => {
@@ -84,12 +94,10 @@ export class ControlConnection {
   }
 
   /**
-   * Ends the connection and what it holds; `graceful` lets a last reply reach
-   * the client. With `keep` (the gateway is stopping) the route stays in the
-   * state and its directory stays, for the next start to take over. Safe to
-   * call twice.
+   * Ends the connection, and the route it holds as `fate` says; `graceful`
+   * lets a last reply reach the client. Safe to call twice.
    */
-  close(reason = "client disconnected", graceful = false, keep = false): void {
+  close(reason: string, fate: RouteFate = "drop", graceful = false): void {
     if (this.#state === CLOSED) return;
     const ctx = this.#ctx;
     if (this.#state !== LIVE) ctx.pending--;
@@ -99,8 +107,9 @@ export class ControlConnection {
     const route = this.#route;
     this.#route = null;
     if (route !== null) {
-      if (ctx.routes.remove(route)) {
-        if (!keep) ctx.state.removeRoute(route.user, route.key, route.directory);
+      // Without a goodbye the client may be reconnecting: its host answers 503, not 404, for a while.
+      if (ctx.routes.remove(route, fate === "drop" && !this.#saidGoodbye() ? RECONNECT_GRACE_MS : 0)) {
+        if (fate !== "keep") ctx.state.removeRoute(route.user, route.key, route.directory);
         ctx.logger.info("route removed", { key: route.key, user: route.user, reason });
       }
       route.pool.destroy();
@@ -108,7 +117,7 @@ export class ControlConnection {
     if (graceful) this.socket.end();
     else this.socket.destroy();
     const dir = this.#directory;
-    if (dir !== null && !(keep && route !== null)) {
+    if (dir !== null && !(fate === "keep" && route !== null)) {
       const removal = removeClientDir(dir)
         .catch((err) => ctx.logger.warn("cannot remove client directory; it is locked, remove it as root", { dir, error: err }))
         .finally(() => ctx.removals.delete(removal));
@@ -148,6 +157,7 @@ export class ControlConnection {
       hosts: ctx.routes.hostsOf(admission.key, admission.user),
       created: Date.now(),
       pool: new RoutePool(admission.socketPath, ctx.stats, ctx.pool),
+      waiting: false,
       release: (why) => this.close(why),
     };
     // The same token is the same run coming back after a drop: it replaces the old route at once.
@@ -164,11 +174,13 @@ export class ControlConnection {
     this.#state = LIVE;
     ctx.pending--;
     this.#clearTimer();
-    // From now on only the end of the connection matters: drop the line reader, keep the stream flowing.
+    // From now on only a goodbye and the end of the connection matter: drop the line reader, keep a few bytes.
     this.#stopReading?.();
     this.#stopReading = null;
-    this.socket.on("data", ignore);
-    this.socket.once("end", () => this.close());
+    this.socket.on("data", (chunk: Buffer) => {
+      if (this.#after.length < 1024) this.#after += chunk.toString("utf8", 0, Math.min(chunk.length, 1024));
+    });
+    this.socket.once("end", () => this.close(this.#saidGoodbye() ? "the client said goodbye" : "the client closed the control connection"));
     this.#reply({ status: "ok", urls: [...route.hosts], scheme: ctx.scheme });
     ctx.logger.info("route added", { key: route.key, name: route.name, user: route.user, uid: route.uid, hosts: route.hosts });
   }
@@ -181,12 +193,17 @@ export class ControlConnection {
       name: r.name, kind: "http", key: r.key, urls: [...r.hosts], scheme: ctx.scheme, created: new Date(r.created).toISOString(),
     }));
     this.#reply({ status: "ok", user, services });
-    this.close("list answered", true);
+    this.close("list answered", "drop", true);
+  }
+
+  /** True when the client sent the goodbye line before closing. */
+  #saidGoodbye(): boolean {
+    return this.#after.split("\n").some((line) => line.trim() === GOODBYE.trim());
   }
 
   #refuse(reason: string): void {
     this.#reply({ status: "error", reason });
-    this.close(reason, true);
+    this.close(reason, "drop", true);
   }
 
   #reply(message: Parameters<typeof encodeLine>[0]): void {

@@ -17,6 +17,13 @@ import { AUTH_HASH_RE } from "../lib/token.ts";
 /** Longest line either side accepts, in bytes. */
 export const MAX_LINE_BYTES = 64 * 1024;
 
+/**
+ * The line a client sends before it closes a live registration on purpose
+ * (an extension): the gateway then removes the route at once, instead of
+ * keeping it for the client's return.
+ */
+export const GOODBYE = encodeLine({ op: "close" });
+
 /** The key a config without `key` gets, as the original server does. */
 export const DEFAULT_KEY = "none";
 

@@ -13,7 +13,7 @@ import { type PoolOptions, DEFAULT_POOL_OPTIONS } from "../gateway/pool.ts";
 import type { RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
 import type { GatewayState } from "../state/gateway_state.ts";
-import { AdoptedRoutes } from "./adoption.ts";
+import { WaitingRoutes } from "./waiting.ts";
 import { ControlConnection, type ControlContext } from "./connection.ts";
 import { prepareSocketsDir, sweepClientDirs } from "./directories.ts";
 import { encodeLine } from "./protocol.ts";
@@ -45,8 +45,8 @@ export interface ControlServer {
   readonly path: string;
   /** Open control connections. */
   readonly connections: number;
-  /** Routes taken over from the previous run and not yet claimed by their clients. */
-  readonly adopted: number;
+  /** Routes without a control connection (taken over at start, or dropped), waiting for their clients. */
+  readonly waiting: number;
   /**
    * Stops accepting and ends every control connection. Routes and their
    * directories stay in the state for the next start to take over. Safe to
@@ -66,9 +66,9 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
   const maxPending = options.maxPending ?? 1024;
   const poolOptions = options.pool ?? DEFAULT_POOL_OPTIONS;
   const socketsDir = await prepareSocketsDir(options.runtimeDir);
-  const adopted = new AdoptedRoutes({ routes, stats, logger, pool: poolOptions, state: options.state, socketsDir });
-  await adopted.adopt();
-  const swept = await sweepClientDirs(socketsDir, adopted.directories());
+  const waiting = new WaitingRoutes({ routes, stats, logger, pool: poolOptions, state: options.state, socketsDir });
+  await waiting.adopt();
+  const swept = await sweepClientDirs(socketsDir, waiting.directories());
   if (swept.removed.length > 0) logger.info("removed stale client directories", { count: swept.removed.length, dir: socketsDir });
   for (const { path, error } of swept.failed) {
     logger.warn("cannot remove a stale client directory; it is locked, remove it as root", { dir: path, error });
@@ -119,16 +119,16 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     get connections() {
       return ctx.open.size;
     },
-    get adopted() {
-      return adopted.size;
+    get waiting() {
+      return waiting.size;
     },
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
-          for (const conn of ctx.open) conn.close("the gateway is stopping", false, true);
+          for (const conn of ctx.open) conn.close("the gateway is stopping", "keep");
         });
-        adopted.close();
+        waiting.close();
         await Promise.all(ctx.removals);
         await options.state.flush();
         await fs.rm(path, { force: true });

@@ -86,7 +86,8 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
       const route = routes.lookup(head.host);
       if (route === undefined) {
         stats.noroute++;
-        return conn.sendPage(404);
+        // A route that dropped a moment ago is likely reconnecting: say so rather than "not found".
+        return conn.sendPage(routes.recentlyGone(head.host) ? 503 : 404);
       }
       const upgrade = head.upgrade !== null;
       if (upgrade && hasBody(head)) {

@@ -33,7 +33,13 @@ export interface Route {
   readonly created: number;
   /** Keep-alive connections to the app socket. */
   readonly pool: RoutePool;
-  /** Ends the registration that holds this route (closes its control connection). */
+  /**
+   * True while no control connection holds the route (taken over at a
+   * restart): the user's next registration of the key replaces it, whatever
+   * its token.
+   */
+  readonly waiting: boolean;
+  /** Ends whatever holds this route: its control connection, or the wait for its client. */
   readonly release: (reason: string) => void;
 }
 
@@ -43,6 +49,8 @@ export class RouteTable {
   #byHost = new Map<string, Route>();
   #byUserKey = new Map<string, Route>();
   #byUserName = new Map<string, Route>();
+  /** Host names of routes that dropped without a goodbye, until when they answer 503 (a reconnect is likely). */
+  #gone = new Map<string, number>();
   #perUser = new Map<string, number>();
 
   constructor(patterns: readonly DomainPattern[]) {
@@ -76,6 +84,15 @@ export class RouteTable {
     if (route !== undefined) return route;
     const colon = host.lastIndexOf(":");
     return colon > 0 && !host.endsWith("]") ? this.#byHost.get(host.slice(0, colon)) : undefined;
+  }
+
+  /** True when `host` (without a route now) lost its route a moment ago without a goodbye: its client is probably reconnecting. */
+  recentlyGone(host: string): boolean {
+    if (this.#gone.size === 0) return false;
+    const now = Date.now();
+    if (this.#gone.size > 1000) for (const [h, until] of this.#gone) if (until < now) this.#gone.delete(h);
+    const until = this.#gone.get(host) ?? this.#gone.get(host.slice(0, Math.max(0, host.lastIndexOf(":"))));
+    return until !== undefined && until > now;
   }
 
   /** The route `key` of `user`, if any. */
@@ -126,18 +143,24 @@ export class RouteTable {
     if (replacing !== undefined && replacing !== current) this.remove(replacing);
     this.#byUserKey.set(id, route);
     this.#byUserName.set(route.user + "\0" + route.name, route);
+    for (const host of route.hosts) this.#gone.delete(host);
     for (const host of route.hosts) this.#byHost.set(host, route);
     this.#perUser.set(route.user, this.countOf(route.user) + 1);
   }
 
-  /** Removes `route` if it is still the table's route for its user and key; returns whether it was. */
-  remove(route: Route): boolean {
+  /**
+   * Removes `route` if it is still the table's route for its user and key;
+   * returns whether it was. With `graceMs`, its host names are remembered
+   * that long as recently gone (see {@link recentlyGone}).
+   */
+  remove(route: Route, graceMs = 0): boolean {
     const id = route.user + "\0" + route.key;
     if (this.#byUserKey.get(id) !== route) return false;
     this.#byUserKey.delete(id);
     if (this.#byUserName.get(route.user + "\0" + route.name) === route) this.#byUserName.delete(route.user + "\0" + route.name);
     for (const host of route.hosts) {
       if (this.#byHost.get(host) === route) this.#byHost.delete(host);
+      if (graceMs > 0) this.#gone.set(host, Date.now() + graceMs);
     }
     const n = this.countOf(route.user) - 1;
     if (n > 0) this.#perUser.set(route.user, n);

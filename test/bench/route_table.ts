@@ -24,7 +24,7 @@ function fill(table: RouteTable, count: number): void {
       key, user, name: key, uid: 1000 + (i % 97), socketPath: path, directory: path.slice(0, -7),
       authHash: Buffer.from(i.toString(16).padStart(128, "0"), "hex"),
       hosts: table.hostsOf(key, user), created: Date.now(),
-      pool: new RoutePool(path, stats), release: () => {},
+      pool: new RoutePool(path, stats), waiting: false, release: () => {},
     };
     table.add(route);
   }

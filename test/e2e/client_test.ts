@@ -53,9 +53,20 @@ test("conductor reconnects when the SSH master dies and when the gateway restart
   const masters = processesMatching(`-p ${sshd.port} -l ${sshd.loginName("alice")}`).filter((p) => p.cmdline.includes("ControlMaster=yes"));
   assert.equal(masters.length, 1, JSON.stringify(masters));
   process.kill(masters[0].pid, "SIGKILL");
-  const second = await client.live(2);
+  // While the client reconnects, browsers are told to try again (502/503), never "not found".
+  const during: number[] = [];
+  let reconnected = false;
+  const polling = (async () => {
+    while (!reconnected) {
+      during.push((await hello()).status);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const second = await client.live(2).finally(() => { reconnected = true; });
+  await polling;
   assert.deepEqual(second, first, "live again with the same token and URLs");
   assert.ok(client.events().some((e) => e.state === "dead"));
+  assert.deepEqual(during.filter((s) => ![200, 502, 503].includes(s)), [], `statuses during the reconnect: ${during.join(" ")}`);
   assert.equal((await hello()).status, 200);
 
   await gw.stop();

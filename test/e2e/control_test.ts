@@ -40,9 +40,20 @@ test("control protocol: banner, config, reply and EOF, byte for byte as the orig
   assert.equal(ok.text, "hello\n");
 
   await reg.end();
-  const gone = await waitFor(async () => (await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=secret-token" } })).status === 404);
+  // Without a goodbye the client may be reconnecting: the host answers 503 (try again), not 404.
+  const gone = await waitFor(async () => (await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=secret-token" } })).status === 503);
   assert.ok(gone, "route is removed when the control connection ends");
   assert.ok(await waitFor(async () => !existsSync(dir)), "client directory is removed at EOF");
+  assert.equal((await request({ port: gw.port, host: gw.host("other", owner), path: "/" })).status, 404, "a host that never had a route is 404");
+
+  // The same key registered again answers at once; a goodbye before EOF makes the host 404 (gone for good).
+  const back = await register(t, gw.controlPath, { key: "Web", token: "secret-token" });
+  assert.equal(back.reply.status, "ok");
+  assert.equal((await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=secret-token" } })).status, 200);
+  back.process.child.stdin?.write("goodbye\n");
+  await back.process.waitForJson((l) => l.event === "closed");
+  assert.ok(await waitFor(async () => (await request({ port: gw.port, host, path: "/hello" })).status === 404),
+    "after a goodbye the host is gone at once (404)");
 });
 
 test("control protocol: a second registration of a key with another token is refused, the same token replaces", async (t) => {

@@ -1,10 +1,11 @@
 /**
  * Routes that outlive a restart of conductor-server. At start, every stored
  * route whose socket is still the user's and still answers is published
- * again at once, without its control connection; the client, which saw its
- * control connection end, registers again with the same token and replaces
- * it. Until then the route is probed every 30 seconds and dropped when its
- * socket stops answering (the client is gone).
+ * again at once, without a control connection, and waits for its client,
+ * which saw its control connection end, to register again and replace it;
+ * the user's next registration of the key replaces it, whatever its token.
+ * A waiting route whose socket has not answered for 30 seconds is dropped
+ * (its client is gone).
  *
  * @module
  */
@@ -20,8 +21,10 @@ import type { GatewayState, RouteRecord } from "../state/gateway_state.ts";
 import { removeClientDir, SOCKET_NAME } from "./directories.ts";
 import { inspectRouteSocket, probeSocket } from "./socket_check.ts";
 
-/** How often adopted routes are probed, in ms. */
-const PROBE_EVERY_MS = 30_000;
+/** How often waiting routes are probed, in ms. */
+const PROBE_EVERY_MS = 5_000;
+/** How long a waiting route's socket may stay silent before the route is dropped, in ms. */
+const SILENT_GRACE_MS = 30_000;
 
 /** What adoption needs. */
 export interface AdoptionContext {
@@ -33,10 +36,11 @@ export interface AdoptionContext {
   socketsDir: string;
 }
 
-/** The adopted routes not yet claimed by their client. */
-export class AdoptedRoutes {
+/** The routes waiting for their client. */
+export class WaitingRoutes {
   #ctx: AdoptionContext;
-  #waiting = new Set<Route>();
+  /** Each waiting route, with the time its socket started failing probes (0 while it answers). */
+  #waiting = new Map<Route, number>();
   #stop: () => void;
   #lastProbe = Date.now();
 
@@ -54,9 +58,9 @@ export class AdoptedRoutes {
     return this.#waiting.size;
   }
 
-  /** Directories of the adopted routes (kept when the sockets directory is swept). */
+  /** Directories of the waiting routes (kept when the sockets directory is swept). */
   directories(): Set<string> {
-    return new Set([...this.#waiting].map((r) => r.directory));
+    return new Set([...this.#waiting.keys()].map((r) => r.directory));
   }
 
   /**
@@ -124,13 +128,14 @@ export class AdoptedRoutes {
       hosts: routes.hostsOf(record.key, user),
       created: Date.parse(record.created) || Date.now(),
       pool: new RoutePool(record.socket, stats, pool),
+      waiting: true,
       release: (reason) => this.#drop(route, reason),
     };
     routes.add(route);
-    this.#waiting.add(route);
+    this.#waiting.set(route, 0);
   }
 
-  /** Ends an adopted route: replaced by its client's new registration, or its socket died. */
+  /** Ends a waiting route: replaced by a new registration, or its socket stayed silent. */
   #drop(route: Route, reason: string): void {
     if (!this.#waiting.delete(route)) return;
     const { routes, state, logger } = this.#ctx;
@@ -143,9 +148,13 @@ export class AdoptedRoutes {
   }
 
   async #probeAll(): Promise<void> {
-    for (const route of [...this.#waiting]) {
+    for (const route of [...this.#waiting.keys()]) {
       const alive = await probeSocket(route.socketPath, 2000).then(() => true, () => false);
-      if (!alive) this.#drop(route, "its socket stopped answering before the client came back");
+      const since = this.#waiting.get(route);
+      if (since === undefined) continue;
+      if (alive) this.#waiting.set(route, 0);
+      else if (since === 0) this.#waiting.set(route, Date.now());
+      else if (Date.now() - since > SILENT_GRACE_MS) this.#drop(route, "its socket stopped answering and the client did not come back");
     }
   }
 }
