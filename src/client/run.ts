@@ -133,7 +133,9 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   stopping = true;
   const status = await app.stop();
   events({ state: "exit", status });
-  await session.close().catch((err) => logger.warn("cannot close the SSH session cleanly", { error: messageOf(err) }));
+  // A crashed app may come back (a supervisor, a requeued job): then the gateway keeps saying "try again" for a while.
+  const crashed = why === "app" && status !== 0;
+  await session.close(!crashed).catch((err) => logger.warn("cannot close the SSH session cleanly", { error: messageOf(err) }));
   await removeService(registry, args.name, process.pid).catch(() => {});
   await removeStaleSocket(args.appSocket);
   if (why === "failed") return EXIT_ERROR;

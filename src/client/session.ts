@@ -174,11 +174,17 @@ export class GatewaySession {
     }
   }
 
-  /** Ends the registration and stops using SSH; removes the run's files. Safe to call twice. */
-  async close(): Promise<void> {
+  /**
+   * Ends the registration and stops using SSH; removes the run's files. With
+   * `goodbye` the gateway removes the route at once; without it (the app
+   * crashed and may be restarted) the route's hosts answer 503 for a while.
+   * Safe to call twice.
+   */
+  async close(goodbye = true): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#sayGoodbye();
+    if (goodbye) await this.#sayGoodbye();
+    this.#control?.destroy();
     const lease = this.#lease;
     if (lease !== null) {
       await this.#dropRemoteForward();
