@@ -111,6 +111,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
   };
 
   const accept = (socket: Socket): void => {
+    stats.connectionTotal++;
     if (typeof socket.setNoDelay === "function") socket.setNoDelay(true);
     connections.add(new BrowserConnection(socket, secure, handler, connections));
   };

@@ -7,6 +7,8 @@
 
 /** Counters of the HTTP front end; plain numbers, bumped on the hot path. */
 export interface Stats {
+  /** Browser (or reverse proxy) connections accepted. */
+  connectionTotal: number;
   /** Requests received (including websocket upgrades). */
   requestTotal: number;
   /** Requests in progress. */
@@ -32,7 +34,7 @@ export interface Stats {
 /** Fresh zeroed counters. */
 export function createStats(): Stats {
   return {
-    requestTotal: 0, requestActive: 0, unauthorized: 0, noroute: 0, broken: 0,
+    connectionTotal: 0, requestTotal: 0, requestActive: 0, unauthorized: 0, noroute: 0, broken: 0,
     badRequest: 0, upgradeTotal: 0, upgradeActive: 0, upstreamConnects: 0, upstreamReuses: 0,
   };
 }
@@ -58,6 +60,7 @@ export function statusJson(stats: Stats, gauges: Gauges, version: string): strin
     upgradeActive: stats.upgradeActive,
     upstreamConnects: stats.upstreamConnects,
     upstreamReuses: stats.upstreamReuses,
+    connectionTotal: stats.connectionTotal,
     controlConnections: gauges.controlConnections,
     uptimeSeconds: Math.round((Date.now() - gauges.startedAt) / 1000),
     version,
@@ -65,6 +68,7 @@ export function statusJson(stats: Stats, gauges: Gauges, version: string): strin
 }
 
 const METRICS: ReadonlyArray<[keyof Stats, "counter" | "gauge", string]> = [
+  ["connectionTotal", "counter", "Connections accepted from browsers or the reverse proxy"],
   ["requestTotal", "counter", "HTTP requests received, including websocket upgrades"],
   ["requestActive", "gauge", "HTTP requests in progress"],
   ["unauthorized", "counter", "Requests refused for a missing or wrong authorization cookie"],

@@ -5,16 +5,13 @@
  * through nginx and the gateway to the app.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { certDir, selfSigned } from "../helpers/certs.ts";
-import { repoRoot } from "../helpers/env.ts";
 import { makeRuntimeDir, startGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
-import { httpCommon, nginxMissing, startNginx } from "../helpers/nginx.ts";
+import { nginxMissing, startFrontNginx } from "../helpers/nginx.ts";
 import { register } from "../helpers/register.ts";
-import { freePort } from "../helpers/sshd.ts";
 import { openWebSocket } from "../helpers/websocket.ts";
 
 test("nginx with contrib/nginx-conductor.conf in front of conductor-server --sock", { skip: nginxMissing }, async (t) => {
@@ -27,24 +24,7 @@ test("nginx with contrib/nginx-conductor.conf in front of conductor-server --soc
   const host = (reg.reply.urls as string[])[0];
   assert.equal(reg.reply.scheme, "https", "behind a reverse proxy the gateway says browsers use https");
 
-  const site = readFileSync(join(repoRoot, "contrib", "nginx-conductor.conf"), "utf8")
-    .replace("listen 443 ssl http2;", "listen 127.0.0.1:__PORT__ ssl;")
-    .replace("listen [::]:443 ssl http2;", "")
-    .replace("server_name *.apps.example.org;", "server_name *.apps.localhost;")
-    .replace("/etc/ssl/apps.example.org/fullchain.pem", cert.cert)
-    .replace("/etc/ssl/apps.example.org/privkey.pem", cert.key)
-    .replace("unix:/run/conductor/http.sock", `unix:${sock}`);
-  // A free port can be taken by another test before nginx binds it: then try another.
-  let port = 0;
-  for (let attempt = 0; ; attempt++) {
-    port = await freePort();
-    try {
-      await startNginx(t, `http {\n${httpCommon()}\n${site.replace("__PORT__", String(port))}\n}`);
-      break;
-    } catch (err) {
-      if (attempt >= 4) throw err;
-    }
-  }
+  const { port } = await startFrontNginx(t, sock, cert);
   const tls = { rejectUnauthorized: false };
 
   const hello = await request({ port, host, path: "/hello", headers: { Cookie: "authorization=front-token" }, tls });
@@ -56,6 +36,13 @@ test("nginx with contrib/nginx-conductor.conf in front of conductor-server --soc
   assert.equal(field("x-forwarded-for"), "127.0.0.1", "the browser's address, as nginx saw it");
   assert.equal(field("x-forwarded-proto"), "https");
   assert.equal(field("x-forwarded-host"), host);
+
+  // nginx keeps its connections to the gateway open (upstream keepalive): ten requests, not ten connections.
+  const accepted = async (): Promise<number> =>
+    (JSON.parse((await request({ port, host, path: "/_conductor/status", tls })).text) as { connectionTotal: number }).connectionTotal;
+  const before = await accepted();
+  for (let i = 0; i < 10; i++) assert.equal((await request({ port, host, path: "/hello", headers: { Cookie: "authorization=front-token" }, tls })).status, 200);
+  assert.ok(await accepted() - before <= 1, `nginx opened ${await accepted() - before} new connections to the gateway for 11 requests`);
 
   const ws = await openWebSocket({ port, host, path: "/ws", headers: { Cookie: "authorization=front-token" }, tls });
   ws.send("through nginx and the gateway");

@@ -6,13 +6,14 @@
  * @module
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defer, type Cleanup } from "./cleanup.ts";
 import { currentAccount } from "./accounts.ts";
-import { isRoot } from "./env.ts";
+import { isRoot, repoRoot } from "./env.ts";
 import { startProcess, type TestProcess } from "./process.ts";
+import { freePort } from "./sshd.ts";
 
 /** Where Debian installs nginx. */
 export const NGINX = "/usr/sbin/nginx";
@@ -25,9 +26,12 @@ export const STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
 /** A running private nginx. */
 export interface TestNginx {
-  process: TestProcess;
+  /** The current master process. */
+  readonly process: TestProcess;
   prefix: string;
   stop(): Promise<void>;
+  /** Starts it again with the same configuration (after a stop or a crash). */
+  restart(): Promise<void>;
 }
 
 /**
@@ -55,13 +59,60 @@ export async function startNginx(t: Cleanup, body: string, options: { user?: str
   const file = join(prefix, "conf", "nginx.conf");
   writeFileSync(file, config);
   execFileSync(NGINX, ["-t", "-q", "-p", prefix, "-c", file], { stdio: "pipe" });
+  let proc = await launch(t, prefix, file);
+  return {
+    get process() { return proc; },
+    prefix,
+    stop: () => proc.stop(),
+    restart: async () => {
+      await proc.stop();
+      proc = await launch(t, prefix, file);
+    },
+  };
+}
+
+/** Runs nginx in the foreground and waits for its pid file. */
+async function launch(t: Cleanup, prefix: string, file: string): Promise<TestProcess> {
+  const pidFile = join(prefix, "nginx.pid");
+  rmSync(pidFile, { force: true });
   const proc = startProcess(t, NGINX, ["-p", prefix, "-c", file]);
   const deadline = Date.now() + 10_000;
-  while (!existsSync(join(prefix, "nginx.pid"))) {
+  while (!existsSync(pidFile)) {
     if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start:\n${proc.stderr.join("\n")}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { process: proc, prefix, stop: () => proc.stop() };
+  return proc;
+}
+
+/** A running nginx in front of conductor-server, with the site configuration of contrib/. */
+export interface FrontNginx extends TestNginx {
+  /** Its TLS port on 127.0.0.1. */
+  port: number;
+}
+
+/**
+ * Starts nginx with contrib/nginx-conductor.conf as its site, adapted to the
+ * test: TLS on a free port of 127.0.0.1 with `cert`, server names
+ * `*.apps.localhost`, the gateway at `sock`.
+ */
+export async function startFrontNginx(t: Cleanup, sock: string, cert: { cert: string; key: string }): Promise<FrontNginx> {
+  const site = readFileSync(join(repoRoot, "contrib", "nginx-conductor.conf"), "utf8")
+    .replace("listen 443 ssl http2;", "listen 127.0.0.1:__PORT__ ssl;")
+    .replace("listen [::]:443 ssl http2;", "")
+    .replace("server_name *.apps.example.org;", "server_name *.apps.localhost;")
+    .replace("/etc/ssl/apps.example.org/fullchain.pem", cert.cert)
+    .replace("/etc/ssl/apps.example.org/privkey.pem", cert.key)
+    .replace("unix:/run/conductor/http.sock", `unix:${sock}`);
+  // A free port can be taken by another test before nginx binds it: then try another.
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    try {
+      const nginx = await startNginx(t, `http {\n${httpCommon()}\n${site.replace("__PORT__", String(port))}\n}`);
+      return Object.assign(nginx, { port });
+    } catch (err) {
+      if (attempt >= 4) throw err;
+    }
+  }
 }
 
 /** The http {} settings every test nginx shares: temp paths in the prefix, no access log. */

@@ -38,3 +38,40 @@ export async function waitGone(needle: string, timeoutMs = 10_000): Promise<Proc
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** `pid` and every live process below it, parents first. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      // The parent pid is the second field after the command name, which is in parentheses and may hold spaces.
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch { /* gone meanwhile */ }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]) ?? []));
+  return tree;
+}
+
+/** Kills `pid` and every process below it with SIGKILL at once, as a crash of the whole service would. */
+export function killTree(pid: number): number[] {
+  const tree = processTree(pid);
+  for (const p of tree) {
+    try {
+      process.kill(p, "SIGKILL");
+    } catch { /* gone meanwhile */ }
+  }
+  return tree;
+}
+
+/** True while process `pid` exists and is not a zombie. */
+export function isAlive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}
