@@ -100,7 +100,8 @@ export class RoutePool implements UpstreamOwner {
   destroy(): void {
     this.#closed = true;
     for (const upstream of this.#idle?.splice(0) ?? []) upstream.destroy();
-    for (const upstream of this.#open ?? []) upstream.destroy();
+    // Busy connections fail their exchange: the browser gets a 502 (or a cut), not a wait that never ends.
+    for (const upstream of this.#open ?? []) upstream.abort("the route was removed");
     for (const socket of this.#tunnels ?? []) socket.destroy();
   }
 }

@@ -159,6 +159,14 @@ export class Upstream {
     this.socket.destroy();
   }
 
+  /**
+   * Ends the connection because its route went away: an exchange in flight
+   * fails (502, or a cut if the response had started) instead of waiting.
+   */
+  abort(reason: string): void {
+    this.#fail(new UpstreamError("EGONE", reason));
+  }
+
   /** Marks the connection idle in a pool, from now. */
   park(): void {
     this.#lastActive = clock.now;
