@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
-import type { Route, RouteTable } from "../gateway/routes.ts";
+import { RECONNECT_GRACE_MS, type Route, type RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
 import type { GatewayState } from "../state/gateway_state.ts";
 import { admit, identify } from "./admission.ts";
@@ -23,9 +23,6 @@ import { decodeLine, encodeLine, GOODBYE, parseRegister } from "./protocol.ts";
  * state for the next start to take over.
  */
 export type RouteFate = "drop" | "keep";
-
-/** How long the host of a route that dropped without a goodbye answers 503 instead of 404, in ms. */
-const RECONNECT_GRACE_MS = 60_000;
 
 /** What every control connection shares. */
 export interface ControlContext {
@@ -106,10 +103,11 @@ export class ControlConnection {
     ctx.open.delete(this);
     const route = this.#route;
     this.#route = null;
-    if (route !== null) {
+    // A kept route stays published while the requests in progress finish; the next start takes it over.
+    if (route !== null && fate === "drop") {
       // Without a goodbye the client may be reconnecting: its host answers 503, not 404, for a while.
-      if (ctx.routes.remove(route, fate === "drop" && !this.#saidGoodbye() ? RECONNECT_GRACE_MS : 0)) {
-        if (fate !== "keep") ctx.state.removeRoute(route.user, route.key, route.directory);
+      if (ctx.routes.remove(route, this.#saidGoodbye() ? 0 : RECONNECT_GRACE_MS)) {
+        ctx.state.removeRoute(route.user, route.key, route.directory);
         ctx.logger.info("route removed", { key: route.key, user: route.user, reason });
       }
       route.pool.destroy();

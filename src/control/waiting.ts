@@ -14,7 +14,7 @@ import { messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { lookupAccount } from "../lib/users.ts";
 import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
-import type { Route, RouteTable } from "../gateway/routes.ts";
+import { RECONNECT_GRACE_MS, type Route, type RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
 import { everySecond } from "../gateway/sweeper.ts";
 import type { GatewayState, RouteRecord } from "../state/gateway_state.ts";
@@ -76,6 +76,8 @@ export class WaitingRoutes {
         const why = await this.#check(file.user, record);
         if (why !== null) {
           logger.info("stored route dropped at start", { key: record.key, user: file.user, reason: why });
+          // Its client may be in the middle of moving the route: until it is back, try again rather than not found.
+          this.#ctx.routes.markGone(this.#ctx.routes.hostsOf(record.key, file.user), RECONNECT_GRACE_MS);
           await removeClientDir(record.directory).catch(() => {});
           continue;
         }

@@ -59,6 +59,11 @@ export interface FrontEnd {
   closeIdle(): void;
   /** Ends every connection now. */
   destroyAll(): void;
+  /**
+   * Marks the routes of the previous run as taken over: until then a host
+   * without a route answers 503 (try again), as its route may still come.
+   */
+  ready(): void;
 }
 
 /** Creates the (not yet listening) HTTP or HTTPS front end of the gateway. */
@@ -68,6 +73,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
   const ctx: ProxyContext = { stats, logger };
   const secure = tls !== undefined;
   const connections = new ConnectionSet(timeouts, options.maxRequestBody ?? 0, () => { stats.badRequest++; });
+  let started = false;
 
   const handler: RequestHandler = {
     onRefused(status, reason, dispatched) {
@@ -86,8 +92,8 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
       const route = routes.lookup(head.host);
       if (route === undefined) {
         stats.noroute++;
-        // A route that dropped a moment ago is likely reconnecting: say so rather than "not found".
-        return conn.sendPage(routes.recentlyGone(head.host) ? 503 : 404);
+        // At start, or when a route dropped a moment ago, it is likely on its way: say so rather than "not found".
+        return conn.sendPage(!started || routes.recentlyGone(head.host) ? 503 : 404);
       }
       const upgrade = head.upgrade !== null;
       if (upgrade && hasBody(head)) {
@@ -171,6 +177,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     },
     closeIdle: () => connections.closeIdle(),
     destroyAll: () => connections.destroyAll(),
+    ready: () => { started = true; },
   };
 }
 

@@ -17,7 +17,7 @@ const DETAILS: Record<number, string> = {
   417: "Only <code>Expect: 100-continue</code> is supported.",
   431: "The request headers are too large or too many.",
   501: "The request uses a transfer coding the gateway does not support.",
-  503: "The app's connection to the gateway ended a moment ago without a goodbye: conductor is probably reconnecting, or the app restarting. Try again in a few seconds.",
+  503: "The app at this address is not connected right now: the gateway has just started, or the app's connection ended a moment ago without a goodbye (conductor reconnects on its own, or the app is restarting). Try again in a few seconds.",
   502: "The app did not answer. It may have stopped, or its SSH connection may be reconnecting; try again in a moment.",
   504: "The app did not answer in time.",
   505: "This HTTP version is not supported.",

@@ -11,6 +11,13 @@ import { ConductorError } from "../lib/errors.ts";
 import type { DomainPattern } from "./domains.ts";
 import type { RoutePool } from "./pool.ts";
 
+/**
+ * How long the host names of a route that went away without its client's
+ * goodbye answer 503 (try again) instead of 404, in ms: the client is
+ * probably reconnecting.
+ */
+export const RECONNECT_GRACE_MS = 60_000;
+
 /** One published app. */
 export interface Route {
   /** Route key, lowercase (the `{key}` of the patterns). */
@@ -95,6 +102,13 @@ export class RouteTable {
     return until !== undefined && until > now;
   }
 
+  /** Remembers `hosts` as recently gone for `graceMs` (see {@link recentlyGone}). */
+  markGone(hosts: readonly string[], graceMs: number): void {
+    if (graceMs <= 0) return;
+    const until = Date.now() + graceMs;
+    for (const host of hosts) this.#gone.set(host, until);
+  }
+
   /** The route `key` of `user`, if any. */
   get(user: string, key: string): Route | undefined {
     return this.#byUserKey.get(user + "\0" + key);
@@ -160,8 +174,8 @@ export class RouteTable {
     if (this.#byUserName.get(route.user + "\0" + route.name) === route) this.#byUserName.delete(route.user + "\0" + route.name);
     for (const host of route.hosts) {
       if (this.#byHost.get(host) === route) this.#byHost.delete(host);
-      if (graceMs > 0) this.#gone.set(host, Date.now() + graceMs);
     }
+    this.markGone(route.hosts, graceMs);
     const n = this.countOf(route.user) - 1;
     if (n > 0) this.#perUser.set(route.user, n);
     else this.#perUser.delete(route.user);

@@ -109,6 +109,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     throw err;
   }
   const controlServer = control;
+  front.ready();
   logger.info("gateway listening", { ...address, tls: tls !== undefined, clientCertificates: tls?.requestCert ?? false, domains: routes.patterns.map((p) => p.source) });
 
   let closing: Promise<void> | null = null;

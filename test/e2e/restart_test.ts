@@ -13,6 +13,7 @@ import { request } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 import { needsRoot } from "../helpers/env.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 test("a restarted gateway publishes live routes at once, the client takes its route back, a dead route is gone", { skip: sshdMissing || needsRoot }, async (t) => {
   const sshd = await startSshd(t);
@@ -25,7 +26,7 @@ test("a restarted gateway publishes live routes at once, the client takes its ro
   assert.equal((await hello(gw.port, live.urls[0], "keep-me")).status, 200);
 
   const state = join(gw.runtimeDir, "state", "users");
-  await waitFor(() => existsSync(join(state, "alice.json")) && existsSync(join(state, "bob.json")));
+  assert.ok(await waitFor(() => existsSync(join(state, "alice.json")) && existsSync(join(state, "bob.json"))), "both users' state files are written");
   const stored = JSON.parse(readFileSync(join(state, "alice.json"), "utf8"));
   assert.equal(stored.routes[0].key, "survivor");
   assert.equal(stored.routes[0].auth.length, 128, "only the token's hash is stored");
@@ -42,7 +43,9 @@ test("a restarted gateway publishes live routes at once, the client takes its ro
   const host = again.host("survivor", "alice");
   const first = await hello(again.port, host, "keep-me");
   assert.equal(first.status, 200);
-  assert.equal((await hello(again.port, again.host("doomed", "bob"), "bye")).status, 404, "the dead route is gone");
+  // Its client said no goodbye, so it might be coming back: its address says "try again" for a while, and is gone from the state.
+  assert.equal((await hello(again.port, again.host("doomed", "bob"), "bye")).status, 503, "the dead route is gone");
+  assert.equal(existsSync(join(state, "bob.json")), false, "and its state");
   assert.equal(existsSync(doomedDir), false, "and its directory");
   // The client registers again with the same token and takes its route back.
   const back = await client.live(2);
@@ -84,11 +87,3 @@ test("state files are always whole when conductor-server is killed with SIGKILL 
   const reg = await register(t, last.controlPath, { key: "after", token: "t" });
   assert.equal(reg.reply.status, "ok");
 });
-
-async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
