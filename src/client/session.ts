@@ -99,21 +99,26 @@ export class GatewaySession {
     // Only a ready app is registered; waiting here keeps the gateway's connection short.
     const { socket: control, lines, directory } = await this.#openControl(o.appReady);
     const remote = directory + "/socket";
-    await this.#dropRemoteForward();
-    await master.forwardRemote(remote, o.appSocket);
-    this.#remoteSocket = remote;
-    // sshd creates the socket with mode 0600 (StreamLocalBindMask 0177); the gateway connects through its group.
-    const chmod = await master.exec(["chmod", "660", remote]);
-    if (chmod.code !== 0) o.logger.warn("cannot make the forwarded socket group-accessible", { path: remote, error: chmod.stderr.trim() });
+    // The previous forward stays until the new registration is in: a gateway that took the old route over keeps serving it.
+    const previous = this.#remoteSocket;
+    try {
+      await master.forwardRemote(remote, o.appSocket);
+      this.#remoteSocket = remote;
+      // sshd creates the socket with mode 0600 (StreamLocalBindMask 0177); the gateway connects through its group.
+      const chmod = await master.exec(["chmod", "660", remote]);
+      if (chmod.code !== 0) o.logger.warn("cannot make the forwarded socket group-accessible", { path: remote, error: chmod.stderr.trim() });
 
-    const config: Record<string, string> = { auth: o.authHash };
-    if (o.key !== null) config.key = o.key;
-    if (o.name !== (o.key ?? "none")) config.name = o.name;
-    control.write(encodeLine(config));
-    const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
-    if (reply.status === "error") throw new RegistrationRefused(reply.reason);
-    o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra } });
-    return { urls: reply.urls, scheme: reply.scheme, closed: lines.closed };
+      const config: Record<string, string> = { auth: o.authHash };
+      if (o.key !== null) config.key = o.key;
+      if (o.name !== (o.key ?? "none")) config.name = o.name;
+      control.write(encodeLine(config));
+      const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
+      if (reply.status === "error") throw new RegistrationRefused(reply.reason);
+      o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra } });
+      return { urls: reply.urls, scheme: reply.scheme, closed: lines.closed };
+    } finally {
+      if (previous !== null && previous !== this.#remoteSocket) await this.#cancelForward(previous);
+    }
   }
 
   /** Asks the gateway for the live services of the user SSH logs in as (no tokens). */
@@ -231,10 +236,14 @@ export class GatewaySession {
   }
 
   async #dropRemoteForward(): Promise<void> {
-    if (this.#remoteSocket !== null && this.#lease !== null) {
-      await this.#lease.master.cancelRemote(this.#remoteSocket, this.#o.appSocket);
-    }
+    const remote = this.#remoteSocket;
     this.#remoteSocket = null;
+    if (remote !== null) await this.#cancelForward(remote);
+  }
+
+  /** Cancels the forward of the app socket to `remote` on the gateway, if the master still runs. */
+  async #cancelForward(remote: string): Promise<void> {
+    if (this.#lease !== null) await this.#lease.master.cancelRemote(remote, this.#o.appSocket);
   }
 
   #connectControl(path: string): Promise<Socket> {
