@@ -17,6 +17,7 @@ import { hashToken } from "../../src/lib/token.ts";
 import { request } from "../helpers/http.ts";
 import { processesMatching, waitGone } from "../helpers/procs.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const skip = sshdMissing;
 
@@ -171,12 +172,3 @@ test("conductor works against a control socket that answers as the original serv
   });
   assert.equal(res, 200);
 });
-
-async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}

@@ -14,6 +14,7 @@ import { startGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
 import { defer } from "../helpers/cleanup.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 /** The user a route of `name`'s client belongs to: `name` as root, else whoever runs the suite. */
 const user = (name: "alice" | "bob"): string => (isRoot ? name : currentAccount().name);
@@ -169,12 +170,3 @@ test("control protocol: a user cannot enter another user's client directory", { 
   assert.equal(socket.uid, account("alice").uid);
   assert.equal(socket.gid, account("conductor").gid, "setgid directory gives the socket the gateway's group");
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
