@@ -74,3 +74,17 @@ export function buildForwardHead(request: RequestHead, facts: ForwardedFacts, up
   if (upgrade) head += "Connection: Upgrade\r\nUpgrade: " + request.upgrade + "\r\n";
   return { head: head + "\r\n", tokens: cookies.tokens };
 }
+
+/**
+ * Whether the browser came over HTTPS: to the gateway itself, or, with
+ * `trustForwarded`, to the reverse proxy that says so in X-Forwarded-Proto.
+ */
+export function browserUsedTls(request: RequestHead, ownTls: boolean, trustForwarded: boolean): boolean {
+  if (ownTls) return true;
+  if (!trustForwarded) return false;
+  const fields = request.fields;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i].toLowerCase() === "x-forwarded-proto") return fields[i + 1].toLowerCase() === "https";
+  }
+  return false;
+}

@@ -12,7 +12,7 @@ import type { Logger } from "../lib/log.ts";
 import { tokenMatches } from "../lib/token.ts";
 import { authCookie, isCookieSafe, safeNext } from "./auth.ts";
 import { BrowserConnection, ConnectionSet, type RequestHandler } from "./connection.ts";
-import { buildForwardHead, type ForwardedFacts } from "./forward_head.ts";
+import { browserUsedTls, buildForwardHead, type ForwardedFacts } from "./forward_head.ts";
 import { forwardRequest, type ProxyContext } from "./proxy.ts";
 import { hasBody, type RequestHead } from "./request_head.ts";
 import type { Route, RouteTable } from "./routes.ts";
@@ -153,7 +153,8 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
       logger.debug("auth link used", { host: head.host });
       return conn.respond(302, "Found", [
         ["Location", location],
-        ["Set-Cookie", authCookie(token, secure)],
+        // Behind a TLS-terminating proxy the cookie must be Secure too.
+        ["Set-Cookie", authCookie(token, browserUsedTls(head, secure, options.trustForwarded))],
         ["Cache-Control", "no-store"],
         ["Referrer-Policy", "no-referrer"],
         ["Content-Type", "text/plain; charset=utf-8"],

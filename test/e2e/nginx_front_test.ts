@@ -27,6 +27,11 @@ test("nginx with contrib/nginx-conductor.conf in front of conductor-server --soc
   const { port } = await startFrontNginx(t, sock, cert);
   const tls = { rejectUnauthorized: false };
 
+  // nginx terminated TLS, so the cookie the auth link sets must be Secure.
+  const link = await request({ port, host, path: "/_conductor/auth/front-token?next=/hello", tls });
+  assert.equal(link.status, 302);
+  assert.deepEqual(link.headers["set-cookie"], ["authorization=front-token; HttpOnly; Path=/; SameSite=Lax; Secure"]);
+
   const hello = await request({ port, host, path: "/hello", headers: { Cookie: "authorization=front-token" }, tls });
   assert.equal(hello.status, 200);
   assert.equal(hello.text, "hello\n");
