@@ -91,7 +91,7 @@ test(`faults: SIGKILL to the app, the SSH master, sshd, conductor-server and ngi
   };
   assert.ok(await answers(), "both routes answer before the faults");
 
-  const load = startLoad({ port: nginx.port, targets, workers: 8, hangMs: HANG_MS });
+  const load = startLoad({ port: nginx.port, targets, workers: 8, hangMs: HANG_MS, secure: true });
   const faults: Fault[] = [];
   // Each kind as often as the others, in a seeded order.
   const plan = Array.from({ length: FAULTS }, (_, i) => KINDS[i % KINDS.length]).sort(() => random() - 0.5);

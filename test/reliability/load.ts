@@ -1,6 +1,6 @@
 /**
  * Steady load for the reliability tests: workers send requests in a loop
- * over keep-alive connections and sort every outcome (a checked success, an
+ * over keep-alive connections (HTTP or HTTPS) and sort every outcome (a checked success, an
  * error status, a connection cut before or after the response head, a hang,
  * a corrupted body), with the time it happened, so that a test can hold
  * each outcome against the faults it caused.
@@ -8,7 +8,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { Agent, request } from "node:https";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { pattern } from "../fixtures/app.ts";
 
 /** How a request ended. */
@@ -55,6 +56,8 @@ export interface LoadOptions {
   workers: number;
   /** A request with no end after this long is a hang. */
   hangMs: number;
+  /** HTTPS (certificates are not checked) rather than HTTP. */
+  secure: boolean;
 }
 
 /** Load in progress. */
@@ -80,7 +83,9 @@ const REQUESTS: Array<{ what: string; method: string; path: string; body?: Buffe
 
 /** Starts `workers` request loops against the targets through HTTPS on 127.0.0.1:`port`. */
 export function startLoad(options: LoadOptions): Load {
-  const agent = new Agent({ keepAlive: true, maxSockets: options.workers, rejectUnauthorized: false });
+  const agent = options.secure
+    ? new HttpsAgent({ keepAlive: true, maxSockets: options.workers, rejectUnauthorized: false })
+    : new HttpAgent({ keepAlive: true, maxSockets: options.workers });
   const outcomes: Outcome[] = [];
   let running = true;
   const worker = async (w: number): Promise<void> => {
@@ -106,7 +111,7 @@ export function startLoad(options: LoadOptions): Load {
   };
 }
 
-function once(options: LoadOptions, agent: Agent | false, target: LoadTarget, r: (typeof REQUESTS)[number]): Promise<Outcome> {
+function once(options: LoadOptions, agent: HttpAgent | false, target: LoadTarget, r: (typeof REQUESTS)[number]): Promise<Outcome> {
   const start = Date.now();
   return new Promise((resolve) => {
     let head = false;
@@ -118,8 +123,9 @@ function once(options: LoadOptions, agent: Agent | false, target: LoadTarget, r:
       clearTimeout(timer);
       resolve({ kind, status, start, end: Date.now(), what: r.what, host: target.host, reused: req.reusedSocket, ...(error === undefined ? {} : { error }) });
     };
-    const req = request({
-      host: "127.0.0.1", port: options.port, method: r.method, path: r.path, agent, servername: target.host, rejectUnauthorized: false,
+    const req = (options.secure ? httpsRequest : httpRequest)({
+      host: "127.0.0.1", port: options.port, method: r.method, path: r.path, agent,
+      ...(options.secure ? { servername: target.host, rejectUnauthorized: false } : {}),
       headers: { Host: target.host, Cookie: `authorization=${target.token}`, ...(r.body ? { "Content-Length": r.body.length } : {}) },
     }, (res) => {
       head = true;
