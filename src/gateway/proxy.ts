@@ -8,6 +8,7 @@
  * @module
  */
 import type { Logger } from "../lib/log.ts";
+import { logAppFailure } from "./failure_log.ts";
 import type { BodySink, BrowserConnection } from "./connection.ts";
 import type { ResponseHead } from "./http1.ts";
 import type { RequestHead } from "./request_head.ts";
@@ -156,7 +157,7 @@ class Exchange implements ExchangeHandler, BodySink {
     this.#done = true;
     this.#upstream = null;
     const code = (err as NodeJS.ErrnoException).code;
-    this.#ctx.logger.info("app did not answer", { route: this.#route.key, user: this.#route.user, error: err.message, code });
+    logAppFailure(this.#ctx.logger, this.#route, { error: err.message, code });
     if (started || this.#started) {
       this.#conn.destroy();
       return;

@@ -10,6 +10,7 @@
  */
 import type { Socket } from "node:net";
 import type { BrowserConnection } from "./connection.ts";
+import { logAppFailure } from "./failure_log.ts";
 import type { ResponseHead } from "./http1.ts";
 import type { ProxyContext } from "./proxy.ts";
 import type { Route } from "./routes.ts";
@@ -118,7 +119,7 @@ class UpgradeExchange implements ExchangeHandler {
     if (this.#done) return;
     this.#done = true;
     this.#upstream = null;
-    this.#ctx.logger.info("app did not answer", { route: this.#route.key, user: this.#route.user, error: err.message, upgrade: true });
+    logAppFailure(this.#ctx.logger, this.#route, { error: err.message, upgrade: true });
     if (started) {
       this.#conn.destroy();
       return;
