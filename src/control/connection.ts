@@ -19,8 +19,9 @@ import { decodeLine, encodeLine, GOODBYE, parseRegister } from "./protocol.ts";
 
 /**
  * What becomes of a route when its connection ends: `drop` removes it;
- * `keep` (the gateway is stopping) leaves it, and its directory, in the
- * state for the next start to take over.
+ * `keep` (the gateway is stopping) leaves it published while the requests in
+ * progress finish, and in the state with its directory for the next start
+ * to take over.
  */
 export type RouteFate = "drop" | "keep";
 
