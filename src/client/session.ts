@@ -101,9 +101,10 @@ export class GatewaySession {
     const remote = directory + "/socket";
     // The previous forward stays until the new registration is in: a gateway that took the old route over keeps serving it.
     const previous = this.#remoteSocket;
+    await master.forwardRemote(remote, o.appSocket);
+    this.#remoteSocket = remote;
+    let registered = false;
     try {
-      await master.forwardRemote(remote, o.appSocket);
-      this.#remoteSocket = remote;
       // sshd creates the socket with mode 0600 (StreamLocalBindMask 0177); the gateway connects through its group.
       const chmod = await master.exec(["chmod", "660", remote]);
       if (chmod.code !== 0) o.logger.warn("cannot make the forwarded socket group-accessible", { path: remote, error: chmod.stderr.trim() });
@@ -114,10 +115,14 @@ export class GatewaySession {
       control.write(encodeLine(config));
       const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
       if (reply.status === "error") throw new RegistrationRefused(reply.reason);
+      registered = true;
       o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra } });
       return { urls: reply.urls, scheme: reply.scheme, closed: lines.closed };
     } finally {
-      if (previous !== null && previous !== this.#remoteSocket) await this.#cancelForward(previous);
+      // Keep whichever forward a route may still use: the new one when registered, else the previous one.
+      const unused = registered ? previous : remote;
+      if (!registered) this.#remoteSocket = previous;
+      if (unused !== null && unused !== this.#remoteSocket) await this.#cancelForward(unused);
     }
   }
 
