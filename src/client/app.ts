@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants } from "node:os";
 import { StringDecoder } from "node:string_decoder";
-import { probeSocket } from "../control/socket_check.ts";
+import { socketAnswers } from "../control/socket_check.ts";
 import { ConductorError } from "../lib/errors.ts";
 import type { EventSink } from "./events.ts";
 
@@ -90,7 +90,7 @@ export function startApp(options: AppOptions): Promise<App> {
               throw new ConductorError("CONDUCTOR_ERR_SOCKET_UNREACHABLE",
                 `Cannot publish the app: it exited (status ${status}) before listening on ${options.socket}`);
             }
-            if (await probeSocket(options.socket, 1000).then(() => true, () => false)) return;
+            if (await socketAnswers(options.socket, 1000)) return;
             await Promise.race([new Promise((r) => setTimeout(r, pollMs)), exited]);
           }
         },

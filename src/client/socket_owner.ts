@@ -6,7 +6,7 @@
  * @module
  */
 import { promises as fs } from "node:fs";
-import { probeSocket } from "../control/socket_check.ts";
+import { socketAnswers } from "../control/socket_check.ts";
 import { isErrno } from "../lib/errors.ts";
 
 /** What is at a socket path. */
@@ -27,7 +27,7 @@ export async function inspectSocketPath(path: string): Promise<SocketState> {
   const pids = inodes.size > 0 ? await holders(inodes) : [];
   if (pids.length > 0) return { kind: "live", pids };
   // Someone we cannot see may still listen (another user's process): ask the socket itself.
-  const answers = await probeSocket(path, 1000).then(() => true, () => false);
+  const answers = await socketAnswers(path, 1000);
   return answers ? { kind: "live", pids: [] } : { kind: "stale" };
 }
 

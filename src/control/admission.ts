@@ -16,7 +16,7 @@ import type { Route, RouteTable } from "../gateway/routes.ts";
 import { checkClientDirContents, lockClientDir, SOCKET_NAME } from "./directories.ts";
 import { checkHostOwnership, checkUserName } from "./naming.ts";
 import type { RegisterRequest } from "./protocol.ts";
-import { inspectRouteSocket, probeSocket } from "./socket_check.ts";
+import { inspectRouteSocket, probeSocket, socketAnswers } from "./socket_check.ts";
 
 /** What a registration that passed the checks is about. */
 export interface Admission {
@@ -72,8 +72,8 @@ export async function admit(dir: string, request: RegisterRequest, routes: Route
   await probeSocket(socketPath);
   const authHash = Buffer.from(request.auth, "hex");
   const existing = routes.get(user, request.key);
-  // A route no connection holds is its user's to replace; a live one only with its own token (the same run).
-  if (existing !== undefined && !existing.waiting && !existing.authHash.equals(authHash)) {
+  // Another token is another run: it may only take a route that waits for a client that is gone (its socket is silent).
+  if (existing !== undefined && !existing.authHash.equals(authHash) && (!existing.waiting || await socketAnswers(existing.socketPath, 2000))) {
     throw new ConductorError("CONDUCTOR_ERR_KEY_TAKEN",
       `Cannot register route: user ${user} already has a live route with key '${request.key}' from another conductor run; stop that one, or use another key (-k), or run with the same CONDUCTOR_TOKEN to take it over`);
   }

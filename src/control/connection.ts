@@ -15,7 +15,7 @@ import type { GatewayState } from "../state/gateway_state.ts";
 import { admit, identify } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
 import { readLines } from "./lines.ts";
-import { decodeLine, encodeLine, GOODBYE, parseRegister } from "./protocol.ts";
+import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
 
 /**
  * What becomes of a route when its connection ends: `drop` removes it;
@@ -159,11 +159,12 @@ export class ControlConnection {
       waiting: false,
       release: (why) => this.close(why),
     };
-    // The same token is the same run coming back after a drop: it replaces the old route at once.
+    // The same token is the same run coming back after a drop; another run only takes a route whose client is gone.
     ctx.routes.add(route, admission.replaces);
     if (admission.replaces !== undefined) {
-      admission.replaces.release("replaced by a new registration of the same run");
-      ctx.logger.info("route replaced", { key: route.key, user: route.user });
+      const sameRun = admission.replaces.authHash.equals(admission.authHash);
+      admission.replaces.release(sameRun ? "replaced by a new registration of the same run" : "taken by another run: its own client was gone");
+      ctx.logger.info("route replaced", { key: route.key, user: route.user, sameRun });
     }
     ctx.state.saveRoute(route.user, {
       key: route.key, name: route.name, uid: route.uid, socket: route.socketPath, directory: dir,
@@ -197,7 +198,13 @@ export class ControlConnection {
 
   /** True when the client sent the goodbye line before closing. */
   #saidGoodbye(): boolean {
-    return this.#after.split("\n").some((line) => line.trim() === GOODBYE.trim());
+    return this.#after.split("\n").some((line) => {
+      try {
+        return decodeLine(line).op === "close";
+      } catch {
+        return false;
+      }
+    });
   }
 
   #refuse(reason: string): void {

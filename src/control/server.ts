@@ -45,8 +45,6 @@ export interface ControlServer {
   readonly path: string;
   /** Open control connections. */
   readonly connections: number;
-  /** Routes without a control connection (taken over at start, or dropped), waiting for their clients. */
-  readonly waiting: number;
   /**
    * Stops accepting and ends every control connection. Routes and their
    * directories stay in the state for the next start to take over. Safe to
@@ -118,9 +116,6 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     path,
     get connections() {
       return ctx.open.size;
-    },
-    get waiting() {
-      return waiting.size;
     },
     close() {
       closing ??= (async () => {

@@ -60,6 +60,11 @@ export async function inspectRouteSocket(path: string): Promise<SocketFacts> {
   return { uid: st.uid, ino: st.ino };
 }
 
+/** True when something accepts a connection on `path` within `timeoutMs`. */
+export function socketAnswers(path: string, timeoutMs: number): Promise<boolean> {
+  return probeSocket(path, timeoutMs).then(() => true, () => false);
+}
+
 /** Connects to a UNIX socket and closes again; throws `CONDUCTOR_ERR_SOCKET_UNREACHABLE` when it cannot. */
 export function probeSocket(path: string, timeoutMs = 5000): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -104,7 +109,7 @@ export async function removeStaleSocket(path: string, option: string): Promise<v
     throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE",
       `Cannot listen on ${path}: a ${kindOf(st)} is in the way; remove it or choose another ${option}`);
   }
-  const live = await probeSocket(path, 1000).then(() => true, () => false);
+  const live = await socketAnswers(path, 1000);
   if (live) {
     throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE",
       `Cannot listen on ${path}: another program is listening there; stop it or choose another ${option}`);

@@ -19,7 +19,7 @@ import type { Stats } from "../gateway/stats.ts";
 import { everySecond } from "../gateway/sweeper.ts";
 import type { GatewayState, RouteRecord } from "../state/gateway_state.ts";
 import { removeClientDir, SOCKET_NAME } from "./directories.ts";
-import { inspectRouteSocket, probeSocket } from "./socket_check.ts";
+import { inspectRouteSocket, probeSocket, socketAnswers } from "./socket_check.ts";
 
 /** How often waiting routes are probed, in ms. */
 const PROBE_EVERY_MS = 5_000;
@@ -51,11 +51,6 @@ export class WaitingRoutes {
       this.#lastProbe = now;
       void this.#probeAll();
     });
-  }
-
-  /** Routes still waiting for their client. */
-  get size(): number {
-    return this.#waiting.size;
   }
 
   /** Directories of the waiting routes (kept when the sockets directory is swept). */
@@ -141,7 +136,8 @@ export class WaitingRoutes {
   #drop(route: Route, reason: string): void {
     if (!this.#waiting.delete(route)) return;
     const { routes, state, logger } = this.#ctx;
-    if (routes.remove(route)) {
+    // Replaced, it is no longer the table's; silent, its client may still come back: try again rather than not found.
+    if (routes.remove(route, RECONNECT_GRACE_MS)) {
       state.removeRoute(route.user, route.key, route.directory);
       logger.info("route removed", { key: route.key, user: route.user, reason });
     }
@@ -151,7 +147,7 @@ export class WaitingRoutes {
 
   async #probeAll(): Promise<void> {
     for (const route of [...this.#waiting.keys()]) {
-      const alive = await probeSocket(route.socketPath, 2000).then(() => true, () => false);
+      const alive = await socketAnswers(route.socketPath, 2000);
       const since = this.#waiting.get(route);
       if (since === undefined) continue;
       if (alive) this.#waiting.set(route, 0);

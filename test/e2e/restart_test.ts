@@ -44,7 +44,7 @@ test("a restarted gateway publishes live routes at once, the client takes its ro
   const first = await hello(again.port, host, "keep-me");
   assert.equal(first.status, 200);
   // Its client said no goodbye, so it might be coming back: its address says "try again" for a while, and is gone from the state.
-  assert.equal((await hello(again.port, again.host("doomed", "bob"), "bye")).status, 503, "the dead route is gone");
+  assert.equal((await hello(again.port, again.host("doomed", "bob"), "bye")).status, 503, "the dead route is gone: its address says try again");
   assert.equal(existsSync(join(state, "bob.json")), false, "and its state");
   assert.equal(existsSync(doomedDir), false, "and its directory");
   // The client registers again with the same token and takes its route back.
@@ -86,4 +86,29 @@ test("state files are always whole when conductor-server is killed with SIGKILL 
   const last = await startGateway(t, { runtimeDir });
   const reg = await register(t, last.controlPath, { key: "after", token: "t" });
   assert.equal(reg.reply.status, "ok");
+});
+
+test("after a restart, another run takes a waiting route only when the route's client is gone", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t);
+  const first = await register(t, gw.controlPath, { key: "lab", token: "first-run" });
+  first.process.child.stdin?.write("linger\n");
+  await first.process.waitForJson((l) => l.event === "lingering");
+  await gw.stop();
+  const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
+  await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 10_000, "stderr");
+
+  // Its app still answers: the first run may come back, so another run is refused.
+  const other = await register(t, again.controlPath, { key: "lab", token: "second-run" });
+  assert.equal(other.reply.status, "error");
+  assert.match(String(other.reply.reason), /already has a live route with key 'lab'/);
+
+  // Its app is gone: the route's client is not coming back, and another run takes the key.
+  first.process.child.stdin?.write("stop-app\n");
+  await first.process.waitForJson((l) => l.event === "appStopped");
+  const taker = await register(t, again.controlPath, { key: "lab", token: "second-run" });
+  assert.equal(taker.reply.status, "ok", JSON.stringify(taker.reply));
+  const host = again.host("lab", "alice");
+  assert.equal((await request({ port: again.port, host, path: "/hello", headers: { Cookie: "authorization=second-run" } })).status, 200);
+  const taken = await again.process.waitForJson((l) => l.msg === "route replaced", 10_000, "stderr");
+  assert.equal(taken.sameRun, false);
 });
