@@ -58,6 +58,7 @@ export class RouteTable {
   #byUserName = new Map<string, Route>();
   /** Host names of routes that dropped without a goodbye, until when they answer 503 (a reconnect is likely). */
   #gone = new Map<string, number>();
+  #sweepGoneAt = 1024;
   #perUser = new Map<string, number>();
 
   constructor(patterns: readonly DomainPattern[]) {
@@ -96,17 +97,25 @@ export class RouteTable {
   /** True when `host` (without a route now) lost its route a moment ago without a goodbye: its client is probably reconnecting. */
   recentlyGone(host: string): boolean {
     if (this.#gone.size === 0) return false;
-    const now = Date.now();
-    if (this.#gone.size > 1000) for (const [h, until] of this.#gone) if (until < now) this.#gone.delete(h);
     const until = this.#gone.get(host) ?? this.#gone.get(host.slice(0, Math.max(0, host.lastIndexOf(":"))));
-    return until !== undefined && until > now;
+    return until !== undefined && until > Date.now();
   }
 
   /** Remembers `hosts` as recently gone for `graceMs` (see {@link recentlyGone}). */
   markGone(hosts: readonly string[], graceMs: number): void {
     if (graceMs <= 0) return;
-    const until = Date.now() + graceMs;
-    for (const host of hosts) this.#gone.set(host, until);
+    const now = Date.now();
+    // Expired names go when the map has doubled since the last sweep: amortized constant time, bounded by what expires.
+    if (this.#gone.size >= this.#sweepGoneAt) {
+      for (const [host, until] of this.#gone) if (until <= now) this.#gone.delete(host);
+      this.#sweepGoneAt = Math.max(1024, 2 * this.#gone.size);
+    }
+    for (const host of hosts) this.#gone.set(host, now + graceMs);
+  }
+
+  /** Host names remembered as recently gone, expired ones included until the next sweep. */
+  get goneCount(): number {
+    return this.#gone.size;
   }
 
   /** The route `key` of `user`, if any. */

@@ -49,3 +49,30 @@ test("RouteTable.add() refuses a taken key and a taken host name, and replaces o
   assert.equal(table.remove(second), true);
   assert.equal(table.size, 0);
 });
+
+test("RouteTable: a route removed with a grace period is recently gone until it expires or comes back; expired names are swept", async () => {
+  const table = new RouteTable([parseDomainPattern("{key}-{user}.example.org")]);
+  const lab = route("lab", "ann", table);
+  table.add(lab);
+  table.remove(lab, 40);
+  assert.equal(table.lookup("lab-ann.example.org"), undefined);
+  assert.equal(table.recentlyGone("lab-ann.example.org"), true);
+  assert.equal(table.recentlyGone("lab-ann.example.org:443"), true, "with a port too");
+  assert.equal(table.recentlyGone("web-ann.example.org"), false);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(table.recentlyGone("lab-ann.example.org"), false, "expired");
+
+  table.add(lab);
+  table.remove(lab, 60_000);
+  table.add(route("lab", "ann", table));
+  assert.equal(table.recentlyGone("lab-ann.example.org"), false, "a route that came back is not gone");
+
+  // A user churning keys: 10,000 names gone, each for a moment; the expired ones do not pile up.
+  let most = 0;
+  for (let round = 0; round < 10; round++) {
+    for (let i = 0; i < 1000; i++) table.markGone([`k${round}-${i}-ann.example.org`], 1);
+    most = Math.max(most, table.goneCount);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.ok(most <= 3048, `expired names are swept as the map grows: up to ${most} held`);
+});
