@@ -28,6 +28,7 @@ test("a host without a route is 503 until the front end is ready, 404 after", as
   const starting = await request({ port, host: "lab-ann.localhost", path: "/" });
   assert.equal(starting.status, 503);
   assert.match(starting.text, /gateway has just started/);
+  assert.equal(starting.headers["retry-after"], "5");
   front.ready();
   assert.equal((await request({ port, host: "lab-ann.localhost", path: "/" })).status, 404);
 });
