@@ -94,7 +94,7 @@ function render(results: Result[]): string {
   }
   if (fuzz !== null) {
     out.push("", "## Fuzz answers", "", "| answer | cases |", "|---|---|",
-      ...Object.entries(fuzz.statuses as Record<string, number>).map(([s, c]) => `| ${s === "0" ? "closed without an answer" : s} | ${n(c)} |`),
+      ...Object.entries(fuzz.statuses as Record<string, number>).map(([s, c]) => `| ${s === "0" ? "closed without an answer (allowed: a mutated request may never be complete)" : s} | ${n(c)} |`),
       ...Object.entries(fuzz.controlReplies as Record<string, number>).map(([s, c]) => `| control socket: ${s} | ${n(c)} |`));
   }
   if (results.length > 0) {
