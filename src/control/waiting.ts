@@ -2,10 +2,10 @@
  * Routes that outlive a restart of conductor-server. At start, every stored
  * route whose socket is still the user's and still answers is published
  * again at once, without a control connection, and waits for its client,
- * which saw its control connection end, to register again and replace it;
- * the user's next registration of the key replaces it, whatever its token.
- * A waiting route whose socket has not answered for 30 seconds is dropped
- * (its client is gone).
+ * which saw its control connection end, to register again and replace it
+ * (another run of the user may take the key once the socket stops
+ * answering). A waiting route whose socket has not answered for 30 seconds
+ * is dropped (its client is gone).
  *
  * @module
  */

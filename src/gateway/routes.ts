@@ -42,8 +42,8 @@ export interface Route {
   readonly pool: RoutePool;
   /**
    * True while no control connection holds the route (taken over at a
-   * restart): the user's next registration of the key replaces it, whatever
-   * its token.
+   * restart): its own run may replace it, and another run of its user too
+   * once its socket stops answering.
    */
   readonly waiting: boolean;
   /** Ends whatever holds this route: its control connection, or the wait for its client. */
