@@ -53,7 +53,8 @@ export async function startChain(t: Cleanup, options: ChainOptions = {}): Promis
   const args = [bin("conductor"), "-k", "bench"];
   for (const o of sshd.clientOptions(null)) args.push("-o", o);
   args.push(`${me}@127.0.0.1:${sshd.port}${join(runtimeDir, "client")}`, appSocket, "--", process.execPath, fixture("serve"));
-  const client = startProcess(t, process.execPath, args, { env: { CONDUCTOR_TOKEN: "benchmark-token" } });
+  // Its own state directory: the user's real one stays untouched, and chains run side by side under one name.
+  const client = startProcess(t, process.execPath, args, { env: { CONDUCTOR_TOKEN: "benchmark-token", XDG_STATE_HOME: join(work, "state") } });
   const live = await client.waitForJson((e) => e.state === "live", 30_000);
   const banner = client.json().find((e) => e.state === "controlConnect")!.banner as { directory: string };
   return {

@@ -22,7 +22,7 @@ async function timeToLive(cleanup: Cleanup, chain: Chain, key: string, extraOpti
   for (const o of [...chain.sshd.clientOptions(null), ...extraOptions]) args.push("-o", o);
   args.push(`${currentAccount().name}@127.0.0.1:${chain.sshdPort}${join(chain.runtimeDir, "client")}`, join(work, "app.sock"), "--", process.execPath, fixture("serve"));
   const started = process.hrtime.bigint();
-  const client = startProcess(cleanup, process.execPath, args);
+  const client = startProcess(cleanup, process.execPath, args, { env: { XDG_STATE_HOME: join(work, "state") } });
   await client.waitForJson((e) => e.state === "live", 30_000);
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   await client.stop();

@@ -24,7 +24,7 @@ import { sshdMissing, freePort } from "../helpers/sshd.ts";
 import { startChain, type Chain } from "./chain.ts";
 import { builtinLoad, sampleLatency, websocketEchoRate, type Target } from "./loader.ts";
 import { controlPlaneRows } from "./control_plane.ts";
-import { idleRows, raiseFileLimit, scaleRows } from "./scale.ts";
+import { adoptionRows, idleRows, raiseFileLimit, scaleRows } from "./scale.ts";
 import { hasWrk, postScript, runWrk } from "./wrk.ts";
 
 /** One line of the results table. */
@@ -184,6 +184,7 @@ async function main(): Promise<void> {
   if (wanted("control")) {
     log("bench: control plane rows ...");
     rows.push(...await controlPlaneRows(cleanup, chain, rounds));
+    rows.push(...await adoptionRows(cleanup, 1000, rounds));
   }
   if (wanted("scale")) {
     log("bench: route scale rows ...");

@@ -67,17 +67,53 @@ async function register(cleanup: Cleanup, control: string, count: number, first:
   return count / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
-/** Starts a gateway with one route (the test app) for the scale rows. */
-async function gatewayWithRoute(cleanup: Cleanup, maxRoutes: number): Promise<{ gateway: TestProcess; port: number; control: string; host: string; limit: number }> {
-  const runtime = makeRuntimeDir(cleanup);
+/** Starts conductor-server on `runtime` and waits until it listens; returns it, its port, its open-files limit and how long it took (ms). */
+async function startBenchGateway(cleanup: Cleanup, runtime: string, maxRoutes: number): Promise<{ gateway: TestProcess; port: number; limit: number; ms: number }> {
+  const started = process.hrtime.bigint();
   const gateway = startProcess(cleanup, process.execPath, [bin("conductor-server"), "-r", runtime, "--state-dir", join(runtime, "state"), "-p", "0", "-b", "127.0.0.1",
     "--max-routes-per-user", String(maxRoutes + 10)]);
   const limit = raiseFileLimit(gateway.pid);
-  const ready = await gateway.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
-  const port = ready.port as number;
+  const ready = await gateway.waitForJson((l) => l.msg === "gateway listening", 120_000, "stderr");
+  return { gateway, port: ready.port as number, limit, ms: Number(process.hrtime.bigint() - started) / 1e6 };
+}
+
+/** Starts a gateway with one route (the test app) for the scale rows. */
+async function gatewayWithRoute(cleanup: Cleanup, maxRoutes: number): Promise<{ gateway: TestProcess; port: number; control: string; host: string; limit: number; runtime: string }> {
+  const runtime = makeRuntimeDir(cleanup);
+  const { gateway, port, limit } = await startBenchGateway(cleanup, runtime, maxRoutes);
   const control = join(runtime, "client");
   await register(cleanup, control, 1, 0);
-  return { gateway, port, control, host: `r0-${currentAccount().name}.localhost:${port}`, limit };
+  return { gateway, port, control, host: `r0-${currentAccount().name}.localhost:${port}`, limit, runtime };
+}
+
+/**
+ * Row 8b: a restart of conductor-server that takes over `count` live routes
+ * (probing each socket and publishing it) vs one with none to take over.
+ */
+export async function adoptionRows(cleanup: Cleanup, count: number, rounds: number): Promise<Row[]> {
+  const { gateway, control, runtime } = await gatewayWithRoute(cleanup, count);
+  await register(cleanup, control, count - 1, 1);
+  await gateway.stop();
+  const empty = makeRuntimeDir(cleanup);
+  const full: number[] = [];
+  const none: number[] = [];
+  for (let i = 0; i < Math.max(rounds, 3); i++) {
+    const again = await startBenchGateway(cleanup, runtime, count);
+    const kept = again.gateway.json("stderr").find((l) => l.msg === "routes kept across the restart");
+    if (kept?.count !== count) throw new Error(`the restarted gateway kept ${String(kept?.count ?? 0)} routes of ${count}`);
+    full.push(again.ms);
+    await again.gateway.stop();
+    const fresh = await startBenchGateway(cleanup, empty, count);
+    none.push(fresh.ms);
+    await fresh.gateway.stop();
+  }
+  return [{
+    measure: `8b. conductor-server start to listening (ms), taking over ${fmt(count)} live routes vs none`,
+    conductor: fmt(median(full), 0),
+    reference: `${fmt(median(none), 0)} (nothing to take over)`,
+    ratio: (median(full) / median(none)).toFixed(2),
+    target: "",
+  }];
 }
 
 /** Resident memory of `pid` once it has settled (the smallest of a few readings over two seconds), in KiB. */
