@@ -45,7 +45,8 @@ async function main(): Promise<void> {
   const args = [bin("conductor"), "-k", "demo"];
   for (const o of sshd.clientOptions(null)) args.push("-o", o);
   args.push(`${me.name}@127.0.0.1:${sshd.port}${join(work, "run", "client")}`, appSocket, "--", process.execPath, fixture("demo_app"));
-  const client = startProcess(cleanup, process.execPath, args);
+  // The client's service records go to the demo's directory too: nothing outside it changes.
+  const client = startProcess(cleanup, process.execPath, args, { env: { XDG_STATE_HOME: join(work, "client-state") } });
   const live = await client.waitForJson((e) => e.state === "live" || e.state === "failed", 30_000);
   if (live.state === "failed") throw new Error(`conductor failed: ${live.reason}`);
   const config = live.config as { auth: string; urls: string[] };

@@ -66,11 +66,10 @@ test(`faults: SIGKILL to the app, the SSH master, sshd, conductor-server and ngi
 
   // Two supervised runs: when one ends (its app was killed), it is started again with the same token.
   let stopping = false;
-  const runs = ["one", "two"].map((key) => ({ key, token: `faults-${key}-token`, current: null as TestConductor | null, starts: 0 }));
+  const runs = ["one", "two"].map((key) => ({ key, token: `faults-${key}-token`, current: null as TestConductor | null }));
   const launch = (run: (typeof runs)[number]): void => {
     const client = startConductor(t, sshd, gw, { key: run.key, token: run.token });
     run.current = client;
-    run.starts++;
     seen.add(client.process.pid);
     void client.process.exited.then(async () => {
       if (stopping) return;
