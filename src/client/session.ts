@@ -119,10 +119,17 @@ export class GatewaySession {
       o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra } });
       return { urls: reply.urls, scheme: reply.scheme, closed: lines.closed };
     } finally {
-      // Keep whichever forward a route may still use: the new one when registered, else the previous one.
-      const unused = registered ? previous : remote;
-      if (!registered) this.#remoteSocket = previous;
-      if (unused !== null && unused !== this.#remoteSocket) await this.#cancelForward(unused);
+      if (this.#closed) {
+        // close() ran meanwhile and cancelled what was current then: no forward of this run may outlive it.
+        this.#remoteSocket = null;
+        for (const forward of [previous, remote]) if (forward !== null) await this.#cancelForward(forward);
+      } else if (registered) {
+        if (previous !== null) await this.#cancelForward(previous);
+      } else {
+        // Keep the forward a taken-over route may still use.
+        if (this.#remoteSocket === remote) this.#remoteSocket = previous;
+        await this.#cancelForward(remote);
+      }
     }
   }
 

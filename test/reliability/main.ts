@@ -33,19 +33,22 @@ async function runTests(env: NodeJS.ProcessEnv): Promise<{ results: Result[]; ok
   const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=1800000", "--test-reporter=tap", ...files],
     { env, stdio: ["ignore", "pipe", "inherit"] });
   const results: Result[] = [];
+  const read = (line: string): void => {
+    // Top-level lines only; a file that failed as a whole is named by its path.
+    const m = /^(ok|not ok) \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$/.exec(line);
+    if (m !== null) results.push({ name: m[2], outcome: m[3] !== undefined ? "skipped" : m[1] === "ok" ? "passed" : "FAILED" });
+  };
   let partial = "";
   child.stdout.setEncoding("utf8");
   child.stdout.on("data", (chunk: string) => {
     process.stdout.write(chunk);
     const lines = (partial + chunk).split("\n");
     partial = lines.pop()!;
-    for (const line of lines) {
-      // Top-level lines only; a file that failed as a whole is named by its path.
-      const m = /^(ok|not ok) \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$/.exec(line);
-      if (m !== null) results.push({ name: m[2], outcome: m[3] !== undefined ? "skipped" : m[1] === "ok" ? "passed" : "FAILED" });
-    }
+    lines.forEach(read);
   });
-  const code = await new Promise((resolve) => child.on("exit", resolve));
+  // "close", not "exit": the last lines of the report may still be in the pipe when the process exits.
+  const code = await new Promise((resolve) => child.on("close", resolve));
+  read(partial);
   return { results, ok: code === 0 };
 }
 
@@ -109,6 +112,7 @@ let results: Result[] = [];
 let ok = true;
 if (renderOnly) {
   if (existsSync(RESULTS)) results = JSON.parse(readFileSync(RESULTS, "utf8"));
+  ok = results.length > 0 && results.every((r) => r.outcome === "passed");
 } else {
   // Figures of an earlier run must not pass for this one's.
   rmSync(figuresDir, { recursive: true, force: true });
