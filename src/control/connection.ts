@@ -7,13 +7,11 @@
  */
 import type { Socket } from "node:net";
 import { ConductorError, messageOf } from "../lib/errors.ts";
-import type { Logger } from "../lib/log.ts";
-import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
-import { RECONNECT_GRACE_MS, type Route, type RouteTable } from "../gateway/routes.ts";
-import type { Stats } from "../gateway/stats.ts";
-import type { GatewayState } from "../state/gateway_state.ts";
+import { RoutePool } from "../gateway/pool.ts";
+import { RECONNECT_GRACE_MS, type Route } from "../gateway/routes.ts";
 import { admit, identify } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
+import type { RouteContext } from "./waiting.ts";
 import { readLines } from "./lines.ts";
 import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
 
@@ -25,14 +23,8 @@ import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
  */
 export type RouteFate = "drop" | "keep";
 
-/** What every control connection shares. */
-export interface ControlContext {
-  routes: RouteTable;
-  stats: Stats;
-  logger: Logger;
-  pool: PoolOptions;
-  state: GatewayState;
-  socketsDir: string;
+/** What every control connection shares: what routes need (as for waiting routes), and the connections' own limits and sets. */
+export interface ControlContext extends RouteContext {
   /** The scheme browsers reach the gateway with, told to clients in replies. */
   scheme: "http" | "https";
   maxRoutesPerUser: number;

@@ -26,8 +26,8 @@ const PROBE_EVERY_MS = 5_000;
 /** How long a waiting route's socket may stay silent before the route is dropped, in ms. */
 const SILENT_GRACE_MS = 30_000;
 
-/** What adoption needs. */
-export interface AdoptionContext {
+/** What publishing a route needs: the table, counters, log, pool settings, state and the sockets directory. */
+export interface RouteContext {
   routes: RouteTable;
   stats: Stats;
   logger: Logger;
@@ -38,13 +38,13 @@ export interface AdoptionContext {
 
 /** The routes waiting for their client. */
 export class WaitingRoutes {
-  #ctx: AdoptionContext;
+  #ctx: RouteContext;
   /** Each waiting route, with the time its socket started failing probes (0 while it answers). */
   #waiting = new Map<Route, number>();
   #stop: () => void;
   #lastProbe = Date.now();
 
-  constructor(ctx: AdoptionContext) {
+  constructor(ctx: RouteContext) {
     this.#ctx = ctx;
     this.#stop = everySecond((now) => {
       if (now - this.#lastProbe < PROBE_EVERY_MS || this.#waiting.size === 0) return;

@@ -129,21 +129,19 @@ test(`faults: SIGKILL to the app, the SSH master, sshd, conductor-server and ngi
         return;
       }
       case "sshd":
-        for (const pid of killTree(sshd.process.pid)) seen.add(pid);
-        await between(200, 1000);
-        await sshd.restart();
-        return;
+        return crashAndRestart(sshd.process.pid, () => sshd.restart());
       case "conductor-server":
-        for (const pid of killTree(gw.process.pid)) seen.add(pid);
-        await between(200, 1000);
-        gw = await startGateway(t, gatewayArgs);
-        return;
+        return crashAndRestart(gw.process.pid, async () => { gw = await startGateway(t, gatewayArgs); });
       case "nginx":
-        for (const pid of killTree(nginx.process.pid)) seen.add(pid);
-        await between(200, 1000);
-        await nginx.restart();
-        return;
+        return crashAndRestart(nginx.process.pid, () => nginx.restart());
     }
+  }
+
+  /** A whole service crashes (its process tree is killed) and its supervisor starts it again a moment later. */
+  async function crashAndRestart(pid: number, restart: () => Promise<void>): Promise<void> {
+    for (const p of killTree(pid)) seen.add(p);
+    await between(200, 1000);
+    await restart();
   }
 
   // Hold every request against the faults: what went wrong must be a fault's doing, and a clean kind of wrong.
