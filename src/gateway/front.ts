@@ -37,8 +37,8 @@ export interface FrontEndOptions {
   routes: RouteTable;
   stats: Stats;
   logger: Logger;
-  /** Figures for the status page, read when it is requested. */
-  gauges: () => Gauges;
+  /** Figures for the status page, read when it is requested (the front end adds its own). */
+  gauges: () => Omit<Gauges, "connectionActive">;
   version: string;
   /** TLS context; with `requestCert` the client must present an allowed certificate. */
   tls?: SecureContextOptions & { requestCert: boolean };
@@ -73,6 +73,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
   const ctx: ProxyContext = { stats, logger };
   const secure = tls !== undefined;
   const connections = new ConnectionSet(timeouts, options.maxRequestBody ?? 0, () => { stats.badRequest++; });
+  const gauges = (): Gauges => ({ ...options.gauges(), connectionActive: connections.size });
   let started = false;
 
   const handler: RequestHandler = {
@@ -162,11 +163,11 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     }
     if (path === "/_conductor/status") {
       return conn.respond(200, "OK", [["Content-Type", "application/json"], ["Cache-Control", "no-store"]],
-        statusJson(stats, options.gauges(), options.version));
+        statusJson(stats, gauges(), options.version));
     }
     if (path === "/_conductor/metrics") {
       return conn.respond(200, "OK", [["Content-Type", "text/plain; version=0.0.4; charset=utf-8"], ["Cache-Control", "no-store"]],
-        metricsText(stats, options.gauges()));
+        metricsText(stats, gauges()));
     }
     conn.sendPage(404);
   }

@@ -62,6 +62,7 @@ export class RoutePool implements UpstreamOwner {
   /** A new connection, never a reused one. */
   connect(): Upstream {
     this.#stats.upstreamConnects++;
+    this.#stats.upstreamOpen++;
     const upstream = new Upstream(this.path, this, this.#options);
     (this.#open ??= new Set()).add(upstream);
     return upstream;
@@ -80,7 +81,7 @@ export class RoutePool implements UpstreamOwner {
 
   /** Drops a connection that closed. */
   forget(upstream: Upstream): void {
-    this.#open?.delete(upstream);
+    if (this.#open?.delete(upstream) === true) this.#stats.upstreamOpen--;
     const i = this.#idle?.indexOf(upstream) ?? -1;
     if (i !== -1) this.#idle!.splice(i, 1);
   }

@@ -29,13 +29,15 @@ export interface Stats {
   upstreamConnects: number;
   /** Requests served on a pooled (reused) app connection. */
   upstreamReuses: number;
+  /** Connections to app sockets open now, idle or busy (websocket tunnels not counted). */
+  upstreamOpen: number;
 }
 
 /** Fresh zeroed counters. */
 export function createStats(): Stats {
   return {
     connectionTotal: 0, requestTotal: 0, requestActive: 0, unauthorized: 0, noroute: 0, broken: 0,
-    badRequest: 0, upgradeTotal: 0, upgradeActive: 0, upstreamConnects: 0, upstreamReuses: 0,
+    badRequest: 0, upgradeTotal: 0, upgradeActive: 0, upstreamConnects: 0, upstreamReuses: 0, upstreamOpen: 0,
   };
 }
 
@@ -43,6 +45,8 @@ export function createStats(): Stats {
 export interface Gauges {
   routesTotal: number;
   controlConnections: number;
+  /** Browser (or reverse proxy) connections open now. */
+  connectionActive: number;
   startedAt: number;
 }
 
@@ -60,7 +64,9 @@ export function statusJson(stats: Stats, gauges: Gauges, version: string): strin
     upgradeActive: stats.upgradeActive,
     upstreamConnects: stats.upstreamConnects,
     upstreamReuses: stats.upstreamReuses,
+    upstreamOpen: stats.upstreamOpen,
     connectionTotal: stats.connectionTotal,
+    connectionActive: gauges.connectionActive,
     controlConnections: gauges.controlConnections,
     uptimeSeconds: Math.round((Date.now() - gauges.startedAt) / 1000),
     version,
@@ -79,6 +85,14 @@ const METRICS: ReadonlyArray<[keyof Stats, "counter" | "gauge", string]> = [
   ["upgradeActive", "gauge", "Websocket tunnels open"],
   ["upstreamConnects", "counter", "Connections opened to app sockets"],
   ["upstreamReuses", "counter", "Requests served on a reused app connection"],
+  ["upstreamOpen", "gauge", "Connections to app sockets open, idle or busy, websocket tunnels not counted"],
+];
+
+const GAUGES: ReadonlyArray<[string, (g: Gauges) => number, string]> = [
+  ["conductor_routes", (g) => g.routesTotal, "Routes registered"],
+  ["conductor_control_connections", (g) => g.controlConnections, "Open control-socket connections"],
+  ["conductor_connection_active", (g) => g.connectionActive, "Open connections from browsers or the reverse proxy"],
+  ["conductor_start_time_seconds", (g) => Math.floor(g.startedAt / 1000), "Start time of the process since the epoch"],
 ];
 
 /** The `/_conductor/metrics` document in the Prometheus text exposition format. */
@@ -88,12 +102,7 @@ export function metricsText(stats: Stats, gauges: Gauges): string {
     const name = "conductor_" + snake(field) + (type === "counter" ? "_total" : "");
     out += `# HELP ${name} ${help}.\n# TYPE ${name} ${type}\n${name} ${stats[field]}\n`;
   }
-  out += "# HELP conductor_routes Routes registered.\n# TYPE conductor_routes gauge\n" +
-    `conductor_routes ${gauges.routesTotal}\n`;
-  out += "# HELP conductor_control_connections Open control-socket connections.\n# TYPE conductor_control_connections gauge\n" +
-    `conductor_control_connections ${gauges.controlConnections}\n`;
-  out += "# HELP conductor_start_time_seconds Start time of the process since the epoch.\n# TYPE conductor_start_time_seconds gauge\n" +
-    `conductor_start_time_seconds ${Math.floor(gauges.startedAt / 1000)}\n`;
+  for (const [name, read, help] of GAUGES) out += `# HELP ${name} ${help}.\n# TYPE ${name} gauge\n${name} ${read(gauges)}\n`;
   return out;
 }
 

@@ -89,10 +89,14 @@ describe("gateway HTTP front end", () => {
     }
     assert.ok(status.routesTotal >= 1);
     assert.ok(status.unauthorized >= 1);
+    assert.ok(status.connectionActive >= 1, "this very request's connection is open");
+    assert.ok(status.upstreamOpen >= 1, "earlier requests left a keep-alive connection to the app");
     const metrics = await get("/_conductor/metrics");
     assert.match(String(metrics.headers["content-type"]), /^text\/plain; version=0\.0\.4/);
     assert.match(metrics.text, /^# TYPE conductor_request_total counter$/m);
     assert.match(metrics.text, /^conductor_routes \d+$/m);
+    assert.match(metrics.text, /^# TYPE conductor_upstream_open gauge\nconductor_upstream_open \d+$/m);
+    assert.match(metrics.text, /^# TYPE conductor_connection_active gauge\nconductor_connection_active [1-9]\d*$/m);
   });
 
   it("sets the cookie from the auth link and redirects only to same-origin paths", async () => {

@@ -61,13 +61,16 @@ async function until(check: () => boolean): Promise<void> {
 
 test("RoutePool.destroy() fails an exchange waiting for its response head", async (t) => {
   const app = await stallingApp(t, "");
-  const pool = new RoutePool(app.path, createStats());
+  const stats = createStats();
+  const pool = new RoutePool(app.path, stats);
   const handler = recorder();
   pool.acquire().request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET", handler);
   await until(() => app.requests() === 1);
+  assert.equal(stats.upstreamOpen, 1, "the open connection is counted");
   pool.destroy();
   assert.equal(await handler.ended, "error EGONE");
   await until(() => pool.openCount === 0);
+  assert.equal(stats.upstreamOpen, 0, "and uncounted once closed");
 });
 
 test("RoutePool.destroy() fails an exchange in the middle of its body", async (t) => {

@@ -75,7 +75,7 @@ function render(results: Result[]): string {
     "|---|---|---|",
   ];
   if (fuzz !== null) {
-    out.push(`| fuzz (seed ${fuzz.seed}) | ${n(fuzz.httpCases)} random and mutated HTTP heads, cookies and Host values; ${n(fuzz.controlCases)} control-socket lines; ${n(fuzz.validInterleaved)} valid requests interleaved; open descriptors ${fuzz.fdsBefore} before, ${fuzz.fdsAfter} after | ${fuzz.failures} |`);
+    out.push(`| fuzz (seed ${fuzz.seed}) | ${n(fuzz.httpCases)} random and mutated HTTP heads, cookies and Host values; ${n(fuzz.controlCases)} control-socket lines; ${n(fuzz.validInterleaved)} valid requests interleaved; open descriptors outside the keep-alive pool ${fuzz.fdsBefore} before, ${fuzz.fdsAfter} after | ${fuzz.failures} |`);
   }
   if (faults !== null) {
     const kinds = Object.entries(faults.faultsByKind as Record<string, number>).map(([k, v]) => `${v} × ${k}`).join(", ");
