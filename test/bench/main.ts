@@ -85,10 +85,11 @@ async function rps(url: string, target: Target, path: string): Promise<number> {
   return r.requestsPerSec;
 }
 
-/** The nginx reference: upstream keep-alive to the same forwarded socket, the same X-Forwarded fields. */
+/** The nginx reference: upstream keep-alive to the same forwarded socket, the same X-Forwarded fields, websockets as in contrib/. */
 function nginxProxy(socket: string, port: number, tls?: { cert: string; key: string }): string {
   return `http {
   ${httpCommon()}
+  map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
   upstream app { server unix:${socket}; keepalive 32; }
   server {
     listen 127.0.0.1:${port}${tls ? " ssl" : ""};
@@ -97,7 +98,8 @@ function nginxProxy(socket: string, port: number, tls?: { cert: string; key: str
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
       proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_set_header X-Forwarded-Proto $scheme;
@@ -143,7 +145,9 @@ async function throughputRows(rows: Row[]): Promise<Chain> {
   }
   if (wanted("websocket")) {
     const ws = await paired(() => websocketEchoRate(target, Math.min(seconds, 3)), () => websocketEchoRate({ socketPath: chain.forwardedSocket, host: chain.host }, Math.min(seconds, 3)));
-    rows.push({ measure: "5. websocket echo round trips/s, one connection", conductor: fmt(ws.a), reference: `${fmt(ws.b)} (direct to the forwarded socket)`, ratio: ws.ratio.toFixed(2), target: "" });
+    rows.push({ measure: "5a. websocket echo round trips/s, one connection", conductor: fmt(ws.a), reference: `${fmt(ws.b)} (direct to the forwarded socket)`, ratio: ws.ratio.toFixed(2), target: "" });
+    const vsNginx = await paired(() => websocketEchoRate(target, Math.min(seconds, 3)), () => websocketEchoRate({ ...target, port: nginxPort }, Math.min(seconds, 3)));
+    rows.push({ measure: "5b. the same through nginx as the reference", conductor: fmt(vsNginx.a), reference: `${fmt(vsNginx.b)} (nginx)`, ratio: vsNginx.ratio.toFixed(2), target: "" });
   }
   return chain;
 }
