@@ -65,9 +65,12 @@ export async function checkClientDirContents(dir: string): Promise<void> {
 }
 
 /**
- * Removes a client directory and what is in it; a missing directory is fine.
- * It is locked first, so that even if a user left something the gateway
- * cannot remove (a directory of theirs with content), nobody can add more.
+ * Removes a client directory and what the client placed in it; a missing
+ * directory is fine. The directory is locked first, so that its entries can
+ * no longer change; the gateway then unlinks them one by one and never walks
+ * into a directory a user made, whose content its owner could swap for a
+ * symbolic link to the gateway's own files while it is being removed. A
+ * user's directory that is not empty is left, locked, and reported.
  */
 export async function removeClientDir(dir: string): Promise<void> {
   try {
@@ -76,7 +79,33 @@ export async function removeClientDir(dir: string): Promise<void> {
     if (isErrno(err, "ENOENT")) return;
     throw err;
   }
-  await fs.rm(dir, { recursive: true, force: true });
+  const left: string[] = [];
+  for (const name of await fs.readdir(dir)) {
+    const path = join(dir, name);
+    try {
+      const st = await fs.lstat(path);
+      if (!st.isDirectory()) await fs.unlink(path);
+      else if (!await removeIfEmpty(path)) left.push(`${JSON.stringify(name)} (a directory of uid ${st.uid} with content)`);
+    } catch (err) {
+      if (!isErrno(err, "ENOENT")) throw err;
+    }
+  }
+  if (left.length > 0) {
+    throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE",
+      `Cannot remove ${dir}: it holds ${left.join(", ")}, which the gateway does not walk into; the directory is locked (0700), remove it as root`);
+  }
+  await fs.rmdir(dir);
+}
+
+/** Removes an empty directory; false when it is not empty. */
+async function removeIfEmpty(path: string): Promise<boolean> {
+  try {
+    await fs.rmdir(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, "ENOTEMPTY") || isErrno(err, "EEXIST")) return false;
+    throw err;
+  }
 }
 
 /**

@@ -4,7 +4,7 @@
  * against everyone (a flood, a flood of routes).
  */
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { needsRoot } from "../helpers/env.ts";
@@ -95,4 +95,34 @@ test("a flood of control connections that never speak does not lock others out",
   assert.ok(readdirSync(join(gw.runtimeDir, "sockets")).length >= 300, "the idle connections hold their directories until they time out");
   flood.child.stdin!.end();
   await flood.exited;
+});
+
+test("a tree alice builds in her client directory is not walked when it is removed: nothing outside it can be deleted through a swapped path", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t);
+  // The gateway's own state, which a symbolic link in alice's tree points at.
+  const victim = join(gw.runtimeDir, "state");
+  const before = readdirSync(victim).sort();
+  const alice = startProcess(t, process.execPath, ["--input-type=module", "-e", `
+    import * as net from "node:net"; import * as fs from "node:fs";
+    const control = net.connect(process.argv[1]);
+    control.once("data", (line) => {
+      const dir = JSON.parse(line.toString()).directory;
+      fs.mkdirSync(dir + "/a/b", { recursive: true });
+      fs.chmodSync(dir + "/a", 0o777); fs.chmodSync(dir + "/a/b", 0o777);
+      fs.writeFileSync(dir + "/a/b/file", "mine");
+      fs.symlinkSync(process.argv[2], dir + "/a/link");
+      fs.symlinkSync(process.argv[2], dir + "/top-link");
+      console.log(dir);
+      control.end();
+    });`, gw.controlPath, victim], { user: "alice" });
+  await alice.exited;
+  const dir = alice.stdout[0];
+  const warning = await gw.process.waitForJson((l) => l.msg === "cannot remove client directory; it is locked, remove it as root", 10_000, "stderr");
+  assert.equal(warning.dir, dir);
+  assert.match((warning.error as { message: string }).message, /"a" \(a directory of uid \d+ with content\), which the gateway does not walk into/);
+  // What alice made inside her directory is left as it was, locked away; the link at the top is gone, its target is not.
+  assert.equal(statSync(dir).mode & 0o7777, 0o700);
+  assert.deepEqual(readdirSync(dir), ["a"]);
+  assert.equal(readFileSync(join(dir, "a", "b", "file"), "utf8"), "mine");
+  assert.deepEqual(readdirSync(victim).sort(), before);
 });
