@@ -67,23 +67,28 @@ const started = process.hrtime.bigint();
 const parallel = 32;
 let next = first;
 let registered = 0;
+let refused: string | null = null;
 async function worker(): Promise<void> {
   while (next < first + count) {
     const index = next++;
-    await registerOne(index);
+    try {
+      await registerOne(index);
+    } catch (err) {
+      if (!(err as { refused?: boolean }).refused) throw err;
+      // Stop taking new indexes, and let the registrations in flight finish before reporting.
+      refused ??= (err as Error).message;
+      next = first + count;
+      return;
+    }
     registered++;
     if (registered % 1000 === 0) {
       process.stdout.write(JSON.stringify({ registered, seconds: Number(process.hrtime.bigint() - started) / 1e9 }) + "\n");
     }
   }
 }
-try {
-  await Promise.all(Array.from({ length: parallel }, worker));
-  process.stdout.write(JSON.stringify({ registered, seconds: Number(process.hrtime.bigint() - started) / 1e9, done: true }) + "\n");
-} catch (err) {
-  if (!(err as { refused?: boolean }).refused) throw err;
-  next = first + count;
-  process.stdout.write(JSON.stringify({ refused: (err as Error).message, registered, done: true }) + "\n");
-}
+await Promise.all(Array.from({ length: parallel }, worker));
+process.stdout.write(JSON.stringify(refused === null
+  ? { registered, seconds: Number(process.hrtime.bigint() - started) / 1e9, done: true }
+  : { refused, registered, done: true }) + "\n");
 process.stdin.resume();
 process.stdin.on("end", () => process.exit(0));
