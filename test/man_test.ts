@@ -54,7 +54,7 @@ for (const [program, help] of [["conductor-server", SERVER_HELP], ["conductor", 
 
 test("conductor-server refuses a bad command line with exit status 2 and says what to do", () => {
   const bin = join(repoRoot, "dist", "src", "bin", "conductor-server.js");
-  for (const args of [["--port", "http"], ["--frobnicate"], ["--ssl-cert-file", "x.pem"], ["-d", "{key}.example.org"]]) {
+  for (const args of [["--port", "http"], ["--sock-group", "www-data"], ["--frobnicate"], ["--ssl-cert-file", "x.pem"], ["-d", "{key}.example.org"]]) {
     const r = spawnSync(process.execPath, [bin, ...args, "-r", "/nonexistent/conductor-test"], { encoding: "utf8" });
     assert.equal(r.status, 2, args.join(" "));
     assert.match(r.stderr, /^conductor-server: .*\nTry 'conductor-server --help'\.\n$/, r.stderr);

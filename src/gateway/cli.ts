@@ -28,6 +28,9 @@ Front end:
   -b, --bind ADDRESS           address to bind the port to (default: every address)
   -s, --sock PATH              listen on a UNIX socket (mode 0660) instead of a port,
                                for a reverse proxy in front
+      --sock-group GROUP       give the --sock socket to GROUP, the reverse proxy's
+                               (the gateway's user must be a member); never put the
+                               proxy in the gateway's own group, which reaches apps
   -d, --domain PATTERN         publish routes under PATTERN, which holds {key} and
                                {user} once each, e.g. '{key}-{user}.example.org';
                                repeatable (default '{key}-{user}.localhost:PORT')
@@ -77,6 +80,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
         port: { type: "string", short: "p" },
         bind: { type: "string", short: "b" },
         sock: { type: "string", short: "s" },
+        "sock-group": { type: "string" },
         "runtime-dir": { type: "string", short: "r" },
         "state-dir": { type: "string" },
         domain: { type: "string", short: "d", multiple: true },
@@ -109,6 +113,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
   const allowed = values["ssl-allowed-clients"];
   if ((cert === undefined) !== (key === undefined)) throw usage("--ssl-cert-file and --ssl-key-file go together");
   if (allowed !== undefined && cert === undefined) throw usage("--ssl-allowed-clients needs --ssl-cert-file and --ssl-key-file");
+  if (values["sock-group"] !== undefined && values.sock === undefined) throw usage("--sock-group needs --sock");
   return {
     kind: "run",
     verbose: values.verbose ?? false,
@@ -116,6 +121,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
       port,
       bind: values.bind,
       sock: values.sock,
+      sockGroup: values["sock-group"],
       runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR,
       stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
       domains: values.domain ?? [],

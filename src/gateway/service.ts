@@ -9,7 +9,8 @@ import type { AddressInfo, Server } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import { startControlServer, type ControlServer } from "../control/server.ts";
 import { removeStaleSocket } from "../control/socket_check.ts";
-import { ConductorError, messageOf } from "../lib/errors.ts";
+import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
+import { lookupGroupId } from "../lib/users.ts";
 import type { Logger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 import { parseDomainPattern } from "./domains.ts";
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   bind?: string;
   /** Listen on this UNIX socket (mode 0660) instead of a TCP port. */
   sock?: string;
+  /** Group (name or gid) given the `sock` socket: the reverse proxy's. */
+  sockGroup?: string;
   runtimeDir: string;
   /** Durable state (users' routes), kept across restarts. */
   stateDir: string;
@@ -143,12 +146,20 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
 async function listen(server: Server, options: GatewayOptions): Promise<Gateway["address"]> {
   if (options.sock !== undefined) {
     const path = options.sock;
+    const gid = options.sockGroup === undefined ? null : await proxyGroupId(options.sockGroup);
     await removeStaleSocket(path, "--sock");
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(path, () => { server.off("error", reject); resolve(); });
     });
-    await fs.chmod(path, 0o660);
+    try {
+      await fs.chmod(path, 0o660);
+      if (gid !== null) await fs.chown(path, -1, gid);
+    } catch (err) {
+      server.close();
+      const hint = isErrno(err, "EPERM") ? `; the gateway's user must be a member of group ${options.sockGroup} (SupplementaryGroups=${options.sockGroup} in its systemd unit)` : "";
+      throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot make ${path} reachable for the reverse proxy: ${messageOf(err)}${hint}`, { cause: err });
+    }
     return { path };
   }
   await new Promise<void>((resolve, reject) => {
@@ -160,4 +171,14 @@ async function listen(server: Server, options: GatewayOptions): Promise<Gateway[
     server.listen({ port: options.port, host: options.bind }, () => resolve());
   });
   return { port: (server.address() as AddressInfo).port };
+}
+
+/** The gid of `--sock-group`, which must not be the gateway's own group: that one reaches every app socket. */
+async function proxyGroupId(group: string): Promise<number> {
+  const gid = await lookupGroupId(group);
+  if (gid === process.getegid?.()) {
+    throw new ConductorError("CONDUCTOR_ERR_USAGE",
+      `Cannot give the front end's socket to group ${group}: it is the gateway's own group, whose members can connect to every app socket; give the reverse proxy a group of its own (such as www-data)`);
+  }
+  return gid;
 }

@@ -1,6 +1,7 @@
 /**
- * User accounts through NSS (`getent passwd`), never by parsing /etc/passwd,
- * so LDAP and SSSD users resolve as the system resolves them.
+ * User accounts and groups through NSS (`getent passwd`, `getent group`),
+ * never by parsing /etc/passwd, so LDAP and SSSD entries resolve as the
+ * system resolves them.
  *
  * @module
  */
@@ -37,7 +38,7 @@ export async function findAccount(who: number | string): Promise<Account | null>
   const key = String(who);
   const hit = cache.get(key);
   if (hit && hit.expires > Date.now()) return hit.account;
-  const line = await getent(key);
+  const line = await getent("passwd", key);
   if (line === null) {
     cache.set(key, { account: null, expires: Date.now() + CACHE_MS });
     return null;
@@ -59,13 +60,26 @@ export function parsePasswdLine(line: string): Account {
   return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5], shell: f[6] };
 }
 
-function getent(key: string): Promise<string | null> {
+/**
+ * The gid of a group given by name or number, through `getent group`.
+ * Throws `CONDUCTOR_ERR_USER_UNKNOWN` when NSS has no such group.
+ */
+export async function lookupGroupId(group: string): Promise<number> {
+  const line = await getent("group", group);
+  const gid = line?.split(":")[2];
+  if (gid === undefined || !/^\d+$/.test(gid)) {
+    throw new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN", `Cannot resolve group ${group}: getent group knows no such group; create it or check NSS`);
+  }
+  return Number(gid);
+}
+
+function getent(database: "passwd" | "group", key: string): Promise<string | null> {
   return new Promise((resolve, reject) => {
-    execFile("getent", ["passwd", key], { timeout: 10_000 }, (err, stdout) => {
+    execFile("getent", [database, key], { timeout: 10_000 }, (err, stdout) => {
       if (err) {
         // getent exits 2 when the key is not found.
         if ((err as { code?: unknown }).code === 2) resolve(null);
-        else reject(new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN", `Cannot run getent passwd ${key}: ${err.message}`, { cause: err }));
+        else reject(new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN", `Cannot run getent ${database} ${key}: ${err.message}`, { cause: err }));
         return;
       }
       const line = stdout.split("\n")[0];

@@ -15,8 +15,8 @@ export interface TestAccount {
   home: string;
 }
 
-/** Names of the accounts the suite uses ("jean-luc" and "luc" test host names that read two ways). */
-export type AccountName = "conductor" | "alice" | "bob" | "jean-luc" | "luc";
+/** Names of the accounts the suite uses ("jean-luc" and "luc" test host names that read two ways; "www-data" is nginx's, as on Debian). */
+export type AccountName = "conductor" | "alice" | "bob" | "jean-luc" | "luc" | "www-data";
 
 const cache = new Map<string, TestAccount>();
 

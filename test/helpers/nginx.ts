@@ -93,9 +93,10 @@ export interface FrontNginx extends TestNginx {
 /**
  * Starts nginx with contrib/nginx-conductor.conf as its site, adapted to the
  * test: TLS on a free port of 127.0.0.1 with `cert`, server names
- * `*.apps.localhost`, the gateway at `sock`.
+ * `*.apps.localhost`, the gateway at `sock`, workers as `user` (as root;
+ * default root).
  */
-export async function startFrontNginx(t: Cleanup, sock: string, cert: { cert: string; key: string }): Promise<FrontNginx> {
+export async function startFrontNginx(t: Cleanup, sock: string, cert: { cert: string; key: string }, user?: string): Promise<FrontNginx> {
   const site = readFileSync(join(repoRoot, "contrib", "nginx-conductor.conf"), "utf8")
     .replace("listen 443 ssl http2;", "listen 127.0.0.1:__PORT__ ssl;")
     .replace("listen [::]:443 ssl http2;", "")
@@ -107,7 +108,7 @@ export async function startFrontNginx(t: Cleanup, sock: string, cert: { cert: st
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     try {
-      const nginx = await startNginx(t, `http {\n${httpCommon()}\n${site.replace("__PORT__", String(port))}\n}`);
+      const nginx = await startNginx(t, `http {\n${httpCommon()}\n${site.replace("__PORT__", String(port))}\n}`, { user });
       return Object.assign(nginx, { port });
     } catch (err) {
       if (attempt >= 4) throw err;

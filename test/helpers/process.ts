@@ -17,6 +17,8 @@ export interface StartOptions {
   cwd?: string;
   /** Keep stdin open (a pipe) instead of /dev/null. */
   stdin?: boolean;
+  /** Supplementary groups of `user` (as a service manager's SupplementaryGroups= gives them). */
+  groups?: string[];
 }
 
 /** A running child with its output as lines. */
@@ -108,13 +110,12 @@ export function startProcess(t: Cleanup | null, command: string, args: string[],
     env.USER = user.name;
     env.LOGNAME = user.name;
   }
-  const child = spawn(command, args, {
-    cwd: options.cwd ?? "/",
-    env,
-    stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"],
-    uid: user?.uid,
-    gid: user?.gid,
-  });
+  // Node drops every supplementary group when it changes the user; setpriv(1) sets them.
+  const groups = user !== null && options.groups !== undefined && options.groups.length > 0 ? options.groups : null;
+  const child = groups === null
+    ? spawn(command, args, { cwd: options.cwd ?? "/", env, stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"], uid: user?.uid, gid: user?.gid })
+    : spawn("setpriv", [`--reuid=${user!.uid}`, `--regid=${user!.gid}`, `--groups=${groups.join(",")}`, "--", command, ...args],
+      { cwd: options.cwd ?? "/", env, stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"] });
   const proc = new TestProcess(child);
   if (t !== null) defer(t, () => proc.stop());
   return proc;
