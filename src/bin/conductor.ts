@@ -8,6 +8,7 @@
  */
 import { CLIENT_HELP, parseClientArgs } from "../client/cli.ts";
 import { jsonLinesSink } from "../client/events.ts";
+import { preflight } from "../client/preflight.ts";
 import { EXIT_ERROR, runClient } from "../client/run.ts";
 import { listCommand, showService, stopService, verifyService, type VerbContext } from "../client/verbs.ts";
 import { messageOf } from "../lib/errors.ts";
@@ -49,6 +50,11 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`conductor: ${messageOf(err)}\n`);
       return EXIT_ERROR;
     }
+  }
+  const problem = await preflight(command.options, process.env);
+  if (problem !== null) {
+    process.stderr.write(`conductor: ${problem}\n`);
+    return 2;
   }
   const logger = createLogger({ verbose: command.options.verbose });
   const stopRequested = new Promise<string>((resolve) => {

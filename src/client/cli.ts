@@ -65,8 +65,9 @@ A gateway host named show, verify, list or stop is written with a user or a
 port (me@list, list:22).
 
 Environment:
-  CONDUCTOR_TOKEN      the token that opens the app (removed before COMMAND
-                       starts); default: 32 random characters
+  CONDUCTOR_TOKEN      the token that opens the app, at least 16 characters
+                       (removed before COMMAND starts); default: 32 random
+                       characters
   CONDUCTOR_SSH        the ssh program to use (default: ssh)
   CONDUCTOR_SOCKET     set for COMMAND: the absolute path of APP.SOCK
   CONDUCTOR_TLS_CERT, CONDUCTOR_TLS_KEY
@@ -75,8 +76,8 @@ Environment:
                        (default ~/.local/state/conductor)
 
 Exit status: 0 when COMMAND exits 0 (or conductor is stopped by a signal),
-1 on any error or when COMMAND fails, 2 when APP.SOCK is in use or the
-command line is wrong.
+1 on any error or when COMMAND fails or exits before it listens, 2 when
+APP.SOCK is in use or the command line or environment is wrong.
 See conductor(1) and conductor(7).
 `;
 
@@ -121,8 +122,18 @@ const RUN_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-/** Options that take a value, as written on the command line. */
-const TAKES_VALUE = new Set(["-k", "--key", "-n", "--name", "-o", "--ssh-option"]);
+/** Long options that take the next argument as their value. */
+const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option"]);
+/** Short options that take a value: the rest of their argument, or the next one. */
+const SHORT_WITH_VALUE = new Set(["k", "n", "o"]);
+
+/** True when `arg` takes the next argument as its value: `-k`, `--key`, or a bundle ending in one, `-vk`. */
+function takesValue(arg: string): boolean {
+  if (arg.startsWith("--")) return LONG_WITH_VALUE.has(arg);
+  if (!arg.startsWith("-")) return false;
+  for (let i = 1; i < arg.length; i++) if (SHORT_WITH_VALUE.has(arg[i])) return i === arg.length - 1;
+  return false;
+}
 
 /**
  * Parses the arguments. In a run, the command starts after `--`, or else at
@@ -130,22 +141,26 @@ const TAKES_VALUE = new Set(["-k", "--key", "-n", "--name", "-o", "--ssh-option"
  * conductor's.
  */
 export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientCommand {
-  const verbAt = argv.findIndex((a, i) => !a.startsWith("-") && !TAKES_VALUE.has(argv[i - 1] ?? ""));
+  const verbAt = argv.findIndex((a, i) => !a.startsWith("-") && !takesValue(argv[i - 1] ?? ""));
   if (verbAt !== -1 && (VERBS as readonly string[]).includes(argv[verbAt])) {
     return parseVerb(argv[verbAt] as typeof VERBS[number], [...argv.slice(0, verbAt), ...argv.slice(verbAt + 1)]);
   }
-  const { head, command } = splitCommand(argv);
+  const { head, command, dashes } = splitCommand(argv);
   let parsed;
   try {
     parsed = parseArgs({ args: head, options: RUN_OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw usage(messageOf(err));
+    throw usage(parseArgsMessage(err));
   }
   const { values, positionals } = parsed;
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
   if (positionals.length < 2) throw usage("a gateway and an app socket are needed");
-  if (command.length === 0) throw usage("no command to run: put it after '--'");
+  if (command.length === 0) throw usage(`no command to run: put it after '--' (or, for a verb, use one of ${VERBS.join(", ")})`);
+  if (command[0] === "") throw usage("the command to run is empty");
+  if (!dashes && command[0].startsWith("-")) {
+    throw usage(`'${command[0]}' comes after the gateway and the app socket, where the command starts: options go before the gateway`);
+  }
   const destination = parseDestination(positionals[0]);
   const appSocket = isAbsolute(positionals[1]) ? positionals[1] : resolve(cwd, positionals[1]);
   if (appSocket.includes(":")) throw usage(`the app socket path ${appSocket} contains ':', which ssh cannot forward; choose another path`);
@@ -182,12 +197,14 @@ function parseVerb(verb: typeof VERBS[number], args: string[]): ClientCommand {
         gateway: { type: "string" },
         "ssh-option": { type: "string", short: "o", multiple: true },
         verbose: { type: "boolean", short: "v" },
+        help: { type: "boolean", short: "h" },
       },
     });
   } catch (err) {
-    throw usage(messageOf(err));
+    throw usage(parseArgsMessage(err));
   }
   const { values, positionals } = parsed;
+  if (values.help) return { kind: "help" };
   const want = (n: number, what: string): void => {
     if (positionals.length !== n) throw usage(`conductor ${verb} takes ${what}`);
   };
@@ -206,7 +223,8 @@ function parseVerb(verb: typeof VERBS[number], args: string[]): ClientCommand {
       if (positionals.length > 1) throw usage("conductor list takes at most one pattern");
       return {
         kind: "list",
-        pattern: positionals[0] ?? "*",
+        // Names are lowercase (as show finds them), so patterns are too.
+        pattern: (positionals[0] ?? "*").toLowerCase(),
         json: values.json ?? false,
         gateway: values.gateway === undefined ? null : parseDestination(values.gateway),
         gatewayText: values.gateway ?? null,
@@ -231,17 +249,22 @@ function wrap<T>(fn: () => T): T {
   }
 }
 
-/** Splits argv into conductor's part and the command. */
-function splitCommand(argv: string[]): { head: string[]; command: string[] } {
+/** Splits argv into conductor's part and the command; `dashes`: the command came after `--`. */
+function splitCommand(argv: string[]): { head: string[]; command: string[]; dashes: boolean } {
   let operands = 0;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (arg === "--") return { head: argv.slice(0, i), command: argv.slice(i + 1) };
-    if (operands === 2) return { head: argv.slice(0, i), command: argv.slice(i) };
-    if (TAKES_VALUE.has(arg)) i++;
+    if (arg === "--") return { head: argv.slice(0, i), command: argv.slice(i + 1), dashes: true };
+    if (operands === 2) return { head: argv.slice(0, i), command: argv.slice(i), dashes: false };
+    if (takesValue(arg)) i++;
     else if (!arg.startsWith("-") || arg === "-") operands++;
   }
-  return { head: argv, command: [] };
+  return { head: argv, command: [], dashes: false };
+}
+
+/** node:util parseArgs's message without its advice about '--', which is not how conductor's command line works. */
+function parseArgsMessage(err: unknown): string {
+  return messageOf(err).replace(/\. To specify a positional argument .*$/s, "");
 }
 
 function usage(reason: string): ConductorError {

@@ -8,7 +8,8 @@
 import { probeSocket } from "../control/socket_check.ts";
 import { normalizeKey, normalizeName } from "../control/protocol.ts";
 import { silentLogger } from "../lib/log.ts";
-import { generateToken, hashToken } from "../lib/token.ts";
+import { ConductorError } from "../lib/errors.ts";
+import { generateToken, hashToken, MIN_TOKEN_LENGTH, tokenProblem } from "../lib/token.ts";
 import { authLink, findService, keyMatches, listServices, registryDir, removeService, saveService, selfPid, type ServiceRecord } from "../registry/services.ts";
 import { parseDestination } from "../ssh/destination.ts";
 import { runtimeDir } from "../state/private_dir.ts";
@@ -26,7 +27,7 @@ export interface RegisterOptions {
   key?: string;
   /** Registry name. Default: the key. */
   name?: string;
-  /** The token. Default: 32 random characters. */
+  /** The token, at least 16 characters a cookie can carry. Default: 32 random characters. */
   token?: string;
   /** `-o` options for ssh. */
   sshOptions?: string[];
@@ -66,6 +67,8 @@ export async function register(options: RegisterOptions): Promise<Registered> {
   const key = options.key === undefined ? null : normalizeKey(options.key);
   const name = options.name === undefined ? key ?? "none" : normalizeName(options.name);
   const token = options.token ?? generateToken();
+  const problem = tokenProblem(token);
+  if (problem !== null) throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot register: the token ${problem}; give at least ${MIN_TOKEN_LENGTH} random characters, or none to have one made`);
   const registry = registryDir(env);
   const session = new GatewaySession({
     ssh: { ssh: env.CONDUCTOR_SSH || "ssh", destination: parseDestination(options.gateway), options: options.sshOptions ?? [], persistSeconds: 60, aliveInterval: 15 },

@@ -78,6 +78,9 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     return EXIT_ERROR;
   }
 
+  // Watched from the start: an app that exits before it ever listens is an error whatever its status.
+  let listened = false;
+  app.ready().then(() => { listened = true; }, () => {});
   let warnedExposure = false;
   const ssh: SshSettings = {
     ssh: env.CONDUCTOR_SSH || "ssh",
@@ -132,13 +135,17 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   const why = await Promise.race([ended, published]);
   stopping = true;
   const status = await app.stop();
+  const neverListened = why === "app" && !listened;
+  if (neverListened) {
+    events({ state: "failed", reason: `Cannot publish the app: it exited (status ${status}) before listening on ${args.appSocket}; check that its command makes it listen there (CONDUCTOR_SOCKET holds the path)` });
+  }
   events({ state: "exit", status });
   // A crashed app may come back (a supervisor, a requeued job): then the gateway keeps saying "try again" for a while.
   const crashed = why === "app" && status !== 0;
   await session.close(!crashed).catch((err) => logger.warn("cannot close the SSH session cleanly", { error: messageOf(err) }));
   await removeService(registry, args.name, process.pid).catch(() => {});
   await removeStaleSocket(args.appSocket);
-  if (why === "failed") return EXIT_ERROR;
+  if (why === "failed" || neverListened) return EXIT_ERROR;
   if (why === "signal") return EXIT_OK;
   return status === 0 ? EXIT_OK : EXIT_ERROR;
 }

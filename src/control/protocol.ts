@@ -12,7 +12,9 @@
  * @module
  */
 import { ConductorError } from "../lib/errors.ts";
-import { AUTH_HASH_RE } from "../lib/token.ts";
+import { AUTH_HASH_RE, hashToken } from "../lib/token.ts";
+
+const EMPTY_TOKEN_HASH = hashToken("");
 
 /** Longest line either side accepts, in bytes. */
 export const MAX_LINE_BYTES = 64 * 1024;
@@ -111,6 +113,10 @@ export function parseRegister(message: Record<string, unknown>): RegisterRequest
   if (typeof auth !== "string" || !AUTH_HASH_RE.test(auth.toLowerCase())) {
     throw new ConductorError("CONDUCTOR_ERR_PROTOCOL",
       "Cannot register route: 'auth' must be the hex blake2b-512 digest (128 hex digits) of the token");
+  }
+  if (auth.toLowerCase() === EMPTY_TOKEN_HASH) {
+    // Anyone could open the app with an empty cookie.
+    throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: its token is empty; set CONDUCTOR_TOKEN to at least 16 random characters, or unset it");
   }
   const key = normalizeKey(message.key);
   return { auth: auth.toLowerCase(), key, name: message.name === undefined ? key : normalizeName(message.name) };

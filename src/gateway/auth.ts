@@ -4,16 +4,14 @@
  *
  * @module
  */
+import { COOKIE_SAFE_RE } from "../lib/token.ts";
 
 /** Name of the cookie that carries a route's token. */
 export const AUTH_COOKIE = "authorization";
 
-/** Characters a cookie value may hold unquoted (RFC 6265 cookie-octet). */
-const COOKIE_OCTETS = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{1,4096}$/;
-
 /** True when `token` can be stored in a cookie as is. */
 export function isCookieSafe(token: string): boolean {
-  return COOKIE_OCTETS.test(token);
+  return COOKIE_SAFE_RE.test(token);
 }
 
 /** The cookie header pairs of one request, split into auth tokens and everything else. */

@@ -18,6 +18,20 @@ export function generateToken(length = 32): string {
   return token;
 }
 
+/** Characters a cookie value may hold unquoted (RFC 6265 cookie-octet), 1 to 4096 of them. */
+export const COOKIE_SAFE_RE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{1,4096}$/;
+
+/** Fewest characters of a token given by the user: it guards an app against the whole internet. */
+export const MIN_TOKEN_LENGTH = 16;
+
+/** Why `token` cannot guard an app (to follow "CONDUCTOR_TOKEN"), or null when it can. */
+export function tokenProblem(token: string): string | null {
+  if (token.length === 0) return "is set but empty";
+  if (token.length < MIN_TOKEN_LENGTH) return `has ${token.length} characters, too few to guard an app`;
+  if (!COOKIE_SAFE_RE.test(token)) return "holds characters a browser cookie cannot carry (space, quote, comma, semicolon, backslash or non-ASCII)";
+  return null;
+}
+
 /** Hex blake2b-512 of a token: what the client sends as `auth` and the gateway stores. */
 export function hashToken(token: string): string {
   return createHash("blake2b512").update(token, "utf8").digest("hex");

@@ -54,7 +54,7 @@ export async function startChain(t: Cleanup, options: ChainOptions = {}): Promis
   for (const o of sshd.clientOptions(null)) args.push("-o", o);
   args.push(`${me}@127.0.0.1:${sshd.port}${join(runtimeDir, "client")}`, appSocket, "--", process.execPath, fixture("serve"));
   // Its own state directory: the user's real one stays untouched, and chains run side by side under one name.
-  const client = startProcess(t, process.execPath, args, { env: { CONDUCTOR_TOKEN: "benchmark-token", XDG_STATE_HOME: join(work, "state") } });
+  const client = startProcess(t, process.execPath, args, { env: { CONDUCTOR_TOKEN: "benchmark-token-0", XDG_STATE_HOME: join(work, "state") } });
   const live = await client.waitForJson((e) => e.state === "live", 30_000);
   const banner = client.json().find((e) => e.state === "controlConnect")!.banner as { directory: string };
   return {
@@ -63,7 +63,7 @@ export async function startChain(t: Cleanup, options: ChainOptions = {}): Promis
     client,
     port: ready.port as number,
     host: (live.config as { urls: string[] }).urls[0],
-    cookie: "authorization=benchmark-token",
+    cookie: "authorization=benchmark-token-0",
     appSocket,
     forwardedSocket: join(banner.directory, "socket"),
     runtimeDir,

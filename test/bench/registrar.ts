@@ -19,7 +19,7 @@ import { createTestApp } from "../fixtures/app.ts";
 const [controlPath, countText, firstText = "0"] = process.argv.slice(2);
 const count = Number(countText);
 const first = Number(firstText);
-const auth = hashToken("benchmark-token");
+const auth = hashToken("benchmark-token-0");
 const OK = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 const servers: Server[] = [];
 

@@ -167,7 +167,7 @@ export async function idleRows(cleanup: Cleanup): Promise<Row[]> {
     const base = await settledRss(gateway.pid);
     const sockets: Socket[] = [];
     cleanup.after(() => { for (const s of sockets) s.destroy(); });
-    const request = `GET /hello HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=benchmark-token\r\n\r\n`;
+    const request = `GET /hello HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=benchmark-token-0\r\n\r\n`;
     for (let batch = 0; batch < 50; batch++) {
       await Promise.all(Array.from({ length: 100 }, () => new Promise<void>((resolve, reject) => {
         const s = connect(port, "127.0.0.1", () => s.write(request));
@@ -181,7 +181,7 @@ export async function idleRows(cleanup: Cleanup): Promise<Row[]> {
     cleanup.after(() => { for (const w of websockets) w.close(); });
     for (let batch = 0; batch < 10; batch++) {
       websockets.push(...await Promise.all(Array.from({ length: 100 }, () =>
-        openWebSocket({ port, host, path: "/ws", headers: { Cookie: "authorization=benchmark-token" } }))));
+        openWebSocket({ port, host, path: "/ws", headers: { Cookie: "authorization=benchmark-token-0" } }))));
     }
     const withWs = await settledRss(gateway.pid);
     rows.push({ measure: "7a. resident memory per idle keep-alive browser connection (KiB), 5,000 open", conductor: fmt((withIdle - base) / 5000, 2), reference: `${fmt(base / 1024, 1)} MiB before, ${fmt(withIdle / 1024, 1)} MiB with them`, ratio: "", target: "" });

@@ -34,5 +34,26 @@ test("parseClientArgs() explains what is missing or wrong", () => {
   assert.throws(() => parseClientArgs(["-k", "a_b", "gw", "/s", "--", "x"]), /Cannot use key/);
   assert.throws(() => parseClientArgs(["gw", "/a:b", "--", "x"]), /contains ':'/);
   assert.throws(() => parseClientArgs(["gw", "/" + "x".repeat(120), "--", "x"]), /longer than the 107 bytes/);
-  assert.throws(() => parseClientArgs(["--bogus", "gw", "/s", "--", "x"]), /Try 'conductor --help'/);
+  assert.throws(() => parseClientArgs(["--bogus", "gw", "/s", "--", "x"]), /Unknown option '--bogus'\nTry 'conductor --help'/);
+  assert.throws(() => parseClientArgs(["gw", "/s", "-k", "lab", "--", "x"]), /'-k' comes after the gateway and the app socket.*options go before the gateway/);
+  assert.throws(() => parseClientArgs(["gw", "/s", "--", ""]), /the command to run is empty/);
+  assert.throws(() => parseClientArgs(["frob", "x"]), /for a verb, use one of show, verify, list, stop/);
+});
+
+test("parseClientArgs() reads bundled short options, a value last (-vk lab)", () => {
+  const c = parseClientArgs(["-vk", "lab", "gw", "/s", "--", "x"]);
+  assert.ok(c.kind === "run");
+  assert.equal(c.options.key, "lab");
+  assert.equal(c.options.verbose, true);
+  assert.deepEqual(c.options.command, ["x"]);
+  const attached = parseClientArgs(["-klab", "gw", "/s", "x", "-k"]);
+  assert.ok(attached.kind === "run");
+  assert.deepEqual(attached.options.command, ["x", "-k"], "a command without '--' may take options of its own after its first word");
+});
+
+test("the verbs take --help, and list matches names whatever their case", () => {
+  assert.deepEqual(parseClientArgs(["show", "--help"]), { kind: "help" });
+  const list = parseClientArgs(["list", "LAB*"]);
+  assert.ok(list.kind === "list");
+  assert.equal(list.pattern, "lab*");
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { hashToken } from "../../src/lib/token.ts";
 import { decodeLine, encodeLine, normalizeKey, parseBanner, parseRegister, parseReply } from "../../src/control/protocol.ts";
 
 test("encodeLine() writes what Python's json.dumps writes", () => {
@@ -28,6 +29,7 @@ test("parseRegister() needs a 128-digit hex auth", () => {
   assert.deepEqual(parseRegister({ auth, key: "K", name: "Lab" }), { auth: "a".repeat(128), key: "k", name: "lab" });
   assert.throws(() => parseRegister({ auth, name: "a b" }), /Cannot use service name/);
   assert.throws(() => parseRegister({ auth: "plain-token" }), /128 hex digits/);
+  assert.throws(() => parseRegister({ auth: hashToken("") }), /its token is empty/);
 });
 
 test("parseBanner() and parseReply() read the server's lines", () => {

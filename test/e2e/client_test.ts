@@ -24,11 +24,11 @@ const skip = sshdMissing;
 test("conductor publishes the app through sshd: the cookie opens it, no cookie gets 403", { skip }, async (t) => {
   const sshd = await startSshd(t);
   const gw = await startGateway(t);
-  const client = startConductor(t, sshd, gw, { key: "lab", token: "opensesame" });
+  const client = startConductor(t, sshd, gw, { key: "lab", token: "opensesame-0123456" });
   const live = await client.live();
-  assert.deepEqual(live, { auth: "opensesame", key: "lab", urls: [gw.host("lab", sshd.loginName("alice"))], name: "lab" });
+  assert.deepEqual(live, { auth: "opensesame-0123456", key: "lab", urls: [gw.host("lab", sshd.loginName("alice"))], name: "lab" });
   const host = live.urls[0];
-  const ok = await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=opensesame" } });
+  const ok = await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=opensesame-0123456" } });
   assert.equal(ok.status, 200);
   assert.equal((await request({ port: gw.port, host, path: "/hello" })).status, 403);
 
@@ -39,16 +39,16 @@ test("conductor publishes the app through sshd: the cookie opens it, no cookie g
   assert.match(String(data?.data), /listening on .*app\.sock, token hidden/, "the app sees CONDUCTOR_SOCKET and not CONDUCTOR_TOKEN");
   assert.deepEqual(events.find((e) => e.state === "connect"), { state: "connect", user: sshd.loginName("alice"), host: "127.0.0.1", port: sshd.port });
   assert.equal((events.find((e) => e.state === "controlConnect")?.path), gw.controlPath);
-  assert.match(client.process.stdout.find((l) => l.includes('"live"'))!, /^\{"state": "live", "config": \{"auth": "opensesame", "key": "lab", "urls": \[/,
+  assert.match(client.process.stdout.find((l) => l.includes('"live"'))!, /^\{"state": "live", "config": \{"auth": "opensesame-0123456", "key": "lab", "urls": \[/,
     "events are printed as the original printed them");
 });
 
 test("conductor reconnects when the SSH master dies and when the gateway restarts", { skip }, async (t) => {
   const sshd = await startSshd(t);
   const gw = await startGateway(t);
-  const client = startConductor(t, sshd, gw, { key: "lab", token: "steady" });
+  const client = startConductor(t, sshd, gw, { key: "lab", token: "steady-token-0123" });
   const first = await client.live();
-  const hello = () => request({ port: gw.port, host: first.urls[0], path: "/hello", headers: { Cookie: "authorization=steady" } });
+  const hello = () => request({ port: gw.port, host: first.urls[0], path: "/hello", headers: { Cookie: "authorization=steady-token-0123" } });
   assert.equal((await hello()).status, 200);
 
   const masters = processesMatching(`-p ${sshd.port} -l ${sshd.loginName("alice")}`).filter((p) => p.cmdline.includes("ControlMaster=yes"));
@@ -74,7 +74,7 @@ test("conductor reconnects when the SSH master dies and when the gateway restart
   const again = await startGateway(t, { runtimeDir: gw.runtimeDir, args: [] });
   const third = await client.live(3);
   assert.equal(third.auth, first.auth);
-  assert.equal((await request({ port: again.port, host: third.urls[0], path: "/hello", headers: { Cookie: "authorization=steady" } })).status, 200);
+  assert.equal((await request({ port: again.port, host: third.urls[0], path: "/hello", headers: { Cookie: "authorization=steady-token-0123" } })).status, 200);
 });
 
 test("an app exiting with status 3 ends conductor with status 1 and leaves nothing behind", { skip }, async (t) => {
@@ -95,6 +95,17 @@ test("an app exiting with status 3 ends conductor with status 1 and leaves nothi
   assert.ok(await waitFor(() => readdirSync(join(gw.runtimeDir, "sockets")).length === 0), "the gateway removed the client directory");
   // A failed app may be restarted (by a supervisor, a requeued job): its address says "try again", not "not found".
   assert.equal((await request({ port: gw.port, host: live.urls[0], path: "/hello", headers: { Cookie: `authorization=${live.auth}` } })).status, 503);
+});
+
+test("an app exiting 0 before it ever listens is a failure, and says so", { skip }, async (t) => {
+  const sshd = await startSshd(t);
+  const gw = await startGateway(t);
+  const client = startConductor(t, sshd, gw, { key: "never", command: [process.execPath, "-e", "process.exit(0)"] });
+  const { code } = await client.process.exited;
+  assert.equal(code, 1);
+  const events = client.events();
+  assert.match(String(events.find((e) => e.state === "failed")?.reason), /Cannot publish the app: it exited \(status 0\) before listening on .*app\.sock/);
+  assert.deepEqual(events.at(-1), { state: "exit", status: 0 });
 });
 
 test("conductor exits 2 when the app socket is in use, and -r replaces the listener", { skip }, async (t) => {
@@ -158,11 +169,11 @@ test("conductor works against a control socket that answers as the original serv
   const original = startProcess(t, process.execPath, [fixture("original_server"), controlPath, sockets], { user: "conductor" });
   await original.waitForJson((l) => l.event === "listening");
   const fake = { controlPath, runtimeDir, port: 0 } as TestGateway;
-  const client = startConductor(t, sshd, fake, { key: "Old", token: "legacy" });
+  const client = startConductor(t, sshd, fake, { key: "Old", token: "legacy-token-0123" });
   const live = await client.live();
-  assert.deepEqual(live, { auth: "legacy", key: "old", urls: ["old-user.example.org"], name: "old" });
+  assert.deepEqual(live, { auth: "legacy-token-0123", key: "old", urls: ["old-user.example.org"], name: "old" });
   const config = await original.waitForJson((l) => l.event === "config");
-  assert.equal(config.raw, `{"auth": "${hashToken("legacy")}", "key": "old"}`, "the config line is byte for byte the original client's");
+  assert.equal(config.raw, `{"auth": "${hashToken("legacy-token-0123")}", "key": "old"}`, "the config line is byte for byte the original client's");
   const banner = client.events().find((e) => e.state === "controlConnect")!.banner as Record<string, string>;
   assert.equal(banner.status, "ok");
   // The forwarded socket carries requests to the app.

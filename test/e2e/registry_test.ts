@@ -23,7 +23,7 @@ const skip = sshdMissing || needsRoot;
 test("show, verify, list and stop work on one's own live service and on nobody else's", { skip }, async (t) => {
   const sshd = await startSshd(t);
   const gw = await startGateway(t);
-  const client = startConductor(t, sshd, gw, { key: "lab", args: ["--name", "notebook"], token: "magic-key-123" });
+  const client = startConductor(t, sshd, gw, { key: "lab", args: ["--name", "notebook"], token: "magic-key-1234567" });
   const live = await client.live();
   assert.equal(live.name, "notebook");
 
@@ -31,21 +31,21 @@ test("show, verify, list and stop work on one's own live service and on nobody e
   const show = await conductorCommand(t, "alice", ["show", "notebook"], env);
   assert.equal(show.code, 0, show.stderr);
   assert.match(show.stdout, new RegExp(`^url +http://${live.urls[0].replace(/\./g, "\\.")}/$`, "m"));
-  assert.match(show.stdout, new RegExp(`^auth link +http://${live.urls[0].replace(/\./g, "\\.")}/_conductor/auth/magic-key-123$`, "m"));
+  assert.match(show.stdout, new RegExp(`^auth link +http://${live.urls[0].replace(/\./g, "\\.")}/_conductor/auth/magic-key-1234567$`, "m"));
   const json = JSON.parse((await conductorCommand(t, "alice", ["show", "--json", "notebook"], env)).stdout);
-  assert.equal(json.token, "magic-key-123");
+  assert.equal(json.token, "magic-key-1234567");
   assert.equal(json.key, "lab");
   // The auth link really opens the app.
-  const auth = await request({ port: gw.port, host: live.urls[0], path: "/_conductor/auth/magic-key-123?next=/hello" });
+  const auth = await request({ port: gw.port, host: live.urls[0], path: "/_conductor/auth/magic-key-1234567?next=/hello" });
   assert.equal(auth.status, 302);
 
-  assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-123"], env)).code, 0);
+  assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-1234567"], env)).code, 0);
   assert.equal((await conductorCommand(t, "alice", ["verify", "notebook", "magic-key-12"], env)).code, 1);
 
   const list = await conductorCommand(t, "alice", ["list"], env);
   assert.match(list.stdout, /^NAME +KIND +URL +GATEWAY +HOST +PID +AGE$/m);
   assert.match(list.stdout, /^notebook +http +http:\/\//m);
-  assert.ok(!list.stdout.includes("magic-key-123"), "list shows no token");
+  assert.ok(!list.stdout.includes("magic-key-1234567"), "list shows no token");
   assert.equal(JSON.parse((await conductorCommand(t, "alice", ["list", "--json", "note*"], env)).stdout).length, 1);
   assert.equal(JSON.parse((await conductorCommand(t, "alice", ["list", "--json", "x*"], env)).stdout).length, 0);
 
@@ -54,11 +54,11 @@ test("show, verify, list and stop work on one's own live service and on nobody e
   assert.equal(remote.code, 0, remote.stderr);
   const services = JSON.parse(remote.stdout);
   assert.deepEqual(services.map((s: { name: string }) => s.name), ["notebook"]);
-  assert.ok(!remote.stdout.includes("magic-key-123") && !/auth/i.test(remote.stdout), "the gateway lists no token");
+  assert.ok(!remote.stdout.includes("magic-key-1234567") && !/auth/i.test(remote.stdout), "the gateway lists no token");
 
   // Bob sees, verifies and stops nothing of alice's, locally or on the gateway.
   assert.equal((await conductorCommand(t, "bob", ["show", "notebook"])).code, 1);
-  assert.equal((await conductorCommand(t, "bob", ["verify", "notebook", "magic-key-123"])).code, 1);
+  assert.equal((await conductorCommand(t, "bob", ["verify", "notebook", "magic-key-1234567"])).code, 1);
   assert.equal((await conductorCommand(t, "bob", ["stop", "notebook"])).code, 1);
   assert.equal(JSON.parse((await conductorCommand(t, "bob", ["list", "--json"])).stdout).length, 0);
   const bobRemote = await conductorCommand(t, "bob", ["list", "--json", "--gateway", `bob@127.0.0.1:${sshd.port}${gw.controlPath}`, ...sshd.clientOptions("bob").flatMap((o) => ["-o", o])]);
@@ -118,14 +118,14 @@ test("the library publishes, shows, verifies and lists like the command", { skip
   const program = startProcess(t, process.execPath, [fixture("library_user"), `alice@127.0.0.1:${sshd.port}${gw.controlPath}`, join(dir, "lib.sock"), ...options], { user: "alice", stdin: true });
   const seen = await program.waitForJson((l) => Array.isArray(l.urls), 30_000);
   assert.deepEqual(seen.listed, ["library"]);
-  assert.equal(seen.shownToken, "library-token");
+  assert.equal(seen.shownToken, "library-token-0123");
   assert.equal(seen.verifyRight, true);
   assert.equal(seen.verifyWrong, false);
   const urls = seen.urls as string[];
-  assert.equal(seen.authLink, `http://${urls[0]}/_conductor/auth/library-token`);
-  assert.equal((await request({ port: gw.port, host: urls[0], path: "/hello", headers: { Cookie: "authorization=library-token" } })).status, 200);
+  assert.equal(seen.authLink, `http://${urls[0]}/_conductor/auth/library-token-0123`);
+  assert.equal((await request({ port: gw.port, host: urls[0], path: "/hello", headers: { Cookie: "authorization=library-token-0123" } })).status, 200);
   program.child.stdin!.end();
   const closed = await program.waitForJson((l) => l.closed === true, 15_000);
   assert.equal(closed.afterClose, null);
-  assert.equal((await request({ port: gw.port, host: urls[0], path: "/hello", headers: { Cookie: "authorization=library-token" } })).status, 404);
+  assert.equal((await request({ port: gw.port, host: urls[0], path: "/hello", headers: { Cookie: "authorization=library-token-0123" } })).status, 404);
 });

@@ -18,19 +18,19 @@ import { waitFor } from "../helpers/wait.ts";
 test("a restarted gateway publishes live routes at once, the client takes its route back, a dead route is gone", { skip: sshdMissing || needsRoot }, async (t) => {
   const sshd = await startSshd(t);
   const gw = await startGateway(t);
-  const client = startConductor(t, sshd, gw, { key: "survivor", token: "keep-me" });
+  const client = startConductor(t, sshd, gw, { key: "survivor", token: "keep-me-0123456789" });
   const live = await client.live();
   const doomed = await register(t, gw.controlPath, { key: "doomed", token: "bye", user: "bob" });
   const doomedDir = doomed.banner.directory as string;
   const hello = (port: number, host: string, token: string) => request({ port, host, path: "/hello", headers: { Cookie: `authorization=${token}` } });
-  assert.equal((await hello(gw.port, live.urls[0], "keep-me")).status, 200);
+  assert.equal((await hello(gw.port, live.urls[0], "keep-me-0123456789")).status, 200);
 
   const state = join(gw.runtimeDir, "state", "users");
   assert.ok(await waitFor(() => existsSync(join(state, "alice.json")) && existsSync(join(state, "bob.json"))), "both users' state files are written");
   const stored = JSON.parse(readFileSync(join(state, "alice.json"), "utf8"));
   assert.equal(stored.routes[0].key, "survivor");
   assert.equal(stored.routes[0].auth.length, 128, "only the token's hash is stored");
-  assert.ok(!JSON.stringify(stored).includes("keep-me"));
+  assert.ok(!JSON.stringify(stored).includes("keep-me-0123456789"));
 
   await gw.stop();
   // Bob's app dies while the gateway is down.
@@ -41,7 +41,7 @@ test("a restarted gateway publishes live routes at once, the client takes its ro
   assert.equal(kept.count, 1);
   // Published at once, before the client has come back (same host name: the port is new, so match by key).
   const host = again.host("survivor", "alice");
-  const first = await hello(again.port, host, "keep-me");
+  const first = await hello(again.port, host, "keep-me-0123456789");
   assert.equal(first.status, 200);
   // Its client said no goodbye, so it might be coming back: its address says "try again" for a while, and is gone from the state.
   assert.equal((await hello(again.port, again.host("doomed", "bob"), "bye")).status, 503, "the dead route is gone: its address says try again");
@@ -49,8 +49,8 @@ test("a restarted gateway publishes live routes at once, the client takes its ro
   assert.equal(existsSync(doomedDir), false, "and its directory");
   // The client registers again with the same token and takes its route back.
   const back = await client.live(2);
-  assert.equal(back.auth, "keep-me");
-  assert.equal((await hello(again.port, host, "keep-me")).status, 200);
+  assert.equal(back.auth, "keep-me-0123456789");
+  assert.equal((await hello(again.port, host, "keep-me-0123456789")).status, 200);
   assert.deepEqual(readdirSync(join(again.runtimeDir, "sockets")).length, 1, "only the new directory is left");
 });
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { generateToken, hashToken, tokenMatches } from "../../src/lib/token.ts";
+import { generateToken, hashToken, tokenMatches, tokenProblem } from "../../src/lib/token.ts";
 
 test("hashToken() equals Python's hashlib.blake2b(b'test').hexdigest()", () => {
   assert.equal(hashToken("test"),
@@ -18,4 +18,12 @@ test("generateToken() gives 32 characters of [a-z0-9], different each time", () 
   const a = generateToken();
   assert.match(a, /^[a-z0-9]{32}$/);
   assert.notEqual(a, generateToken());
+});
+
+test("tokenProblem() refuses a token that is empty, short, or that a cookie cannot carry", () => {
+  assert.equal(tokenProblem(generateToken()), null);
+  assert.equal(tokenProblem("a".repeat(16)), null);
+  assert.match(tokenProblem("")!, /is set but empty/);
+  assert.match(tokenProblem("a".repeat(15))!, /has 15 characters, too few/);
+  assert.match(tokenProblem("a".repeat(16) + ";b")!, /characters a browser cookie cannot carry/);
 });

@@ -66,7 +66,7 @@ test(`faults: SIGKILL to the app, the SSH master, sshd, conductor-server and ngi
 
   // Two supervised runs: when one ends (its app was killed), it is started again with the same token.
   let stopping = false;
-  const runs = ["one", "two"].map((key) => ({ key, token: `faults-${key}-token`, current: null as TestConductor | null }));
+  const runs = ["one", "two"].map((key) => ({ key, token: `faults-${key}-token-0123`, current: null as TestConductor | null }));
   const launch = (run: (typeof runs)[number]): void => {
     const client = startConductor(t, sshd, gw, { key: run.key, token: run.token });
     run.current = client;

@@ -43,8 +43,8 @@ test(`soak: ${SECONDS} s of load with reconnecting clients; the gateway's memory
   const sshd = await startSshd(t);
   const gw = await startGateway(t);
   const pid = gw.process.pid;
-  const runs = ["s1", "s2", "s3"].map((key) => startConductor(t, sshd, gw, { key, token: `soak-${key}` }));
-  const targets = await Promise.all(runs.map(async (run, i) => ({ host: (await run.live()).urls[0], token: `soak-s${i + 1}` })));
+  const runs = ["s1", "s2", "s3"].map((key) => startConductor(t, sshd, gw, { key, token: `soak-token-0000-${key}` }));
+  const targets = await Promise.all(runs.map(async (run, i) => ({ host: (await run.live()).urls[0], token: `soak-token-0000-s${i + 1}` })));
   const status = async (): Promise<{ routesTotal: number; controlConnections: number }> =>
     JSON.parse((await request({ port: gw.port, host: targets[0].host, path: "/_conductor/status" })).text);
 
