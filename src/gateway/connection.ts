@@ -169,8 +169,10 @@ export class BrowserConnection {
     if (this.#buf !== null) {
       this.headStart = clock.now;
       this.#readHeads();
-    } else if (this.socket.isPaused()) {
-      this.socket.resume();
+    } else {
+      // The bytes after the last head were its body: no next head has started.
+      this.headStart = 0;
+      if (this.socket.isPaused()) this.socket.resume();
     }
   }
 

@@ -93,6 +93,20 @@ describe("browser connections", () => {
     assert.ok(ms > 1000 && ms < 6000, `closed after ${ms} ms`);
   });
 
+  it("closes a keep-alive connection silently after a body that came with its head, not with a 408 (regression)", async () => {
+    const text = await new Promise<string>((resolve) => {
+      const socket = connect(port, "127.0.0.1", () => socket.write(`POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nContent-Length: 5\r\n\r\nhello`));
+      let data = "";
+      socket.setEncoding("latin1");
+      socket.on("data", (c: string) => { data += c; });
+      socket.on("error", () => {});
+      socket.on("close", () => resolve(data));
+      setTimeout(() => socket.destroy(), 8000);
+    });
+    assert.equal(statusOf(text), 200);
+    assert.ok(!text.includes("408"), `nothing but the upload's answer: ${JSON.stringify(text)}`);
+  });
+
   it("keeps an HTTP/1.0 connection that asks for keep-alive, and says so (regression)", async () => {
     const one = `GET /hello HTTP/1.0\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nConnection: keep-alive\r\n\r\n`;
     const { text } = await rawExchange(port, one + one, 1000);
