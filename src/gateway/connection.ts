@@ -208,6 +208,7 @@ export class BrowserConnection {
     this.#settle();
     this.#owner.delete(this);
     for (const event of ["data", "error", "end", "close"]) this.socket.removeAllListeners(event);
+    this.#owner.holdTunnel(this.socket);
     const rest = this.#buf ?? Buffer.alloc(0);
     this.#buf = null;
     return { socket: this.socket, rest };
@@ -449,6 +450,8 @@ export class ConnectionSet {
   /** Largest request body accepted, in bytes; 0 for no limit. */
   readonly maxBody: number;
   #all = new Set<BrowserConnection>();
+  /** Sockets handed over to a switched protocol (websockets): no time limits, but ended with the server. */
+  #tunnels = new Set<Socket>();
   #stopSweeping: () => void;
   #timeouts: ConnectionTimeouts;
   #onTimeout: (status: number) => void;
@@ -460,9 +463,9 @@ export class ConnectionSet {
     this.#stopSweeping = everySecond((now) => this.#sweep(now));
   }
 
-  /** Open connections. */
+  /** Open connections, websocket tunnels included. */
   get size(): number {
-    return this.#all.size;
+    return this.#all.size + this.#tunnels.size;
   }
 
   add(conn: BrowserConnection): void {
@@ -473,15 +476,23 @@ export class ConnectionSet {
     this.#all.delete(conn);
   }
 
-  /** Closes idle connections now and the others after their current response. */
+  /** Keeps a socket that left HTTP (a websocket) until it closes, so that the server can end it. */
+  holdTunnel(socket: Socket): void {
+    this.#tunnels.add(socket);
+    socket.once("close", () => this.#tunnels.delete(socket));
+  }
+
+  /** Closes idle connections and websocket tunnels (which never finish a response) now, the others after their current response. */
   closeIdle(): void {
     for (const conn of this.#all) conn.closeWhenIdle();
+    for (const socket of this.#tunnels) socket.destroy();
   }
 
   /** Ends every connection now, and stops sweeping. */
   destroyAll(): void {
     this.#stopSweeping();
     for (const conn of this.#all) conn.destroy();
+    for (const socket of this.#tunnels) socket.destroy();
   }
 
   #sweep(now: number): void {
