@@ -62,6 +62,10 @@ export function buildForwardHead(request: RequestHead, facts: ForwardedFacts, up
       case "x-forwarded-host":
         if (facts.trustForwarded && xfHost === null) xfHost = value;
         continue;
+      case "forwarded": case "x-real-ip":
+        // Other spellings of the same claims: an app may believe them, so only a trusted proxy's pass.
+        if (facts.trustForwarded) break;
+        continue;
     }
     if (named !== null && named.has(lower)) continue;
     head += name + ": " + value + "\r\n";

@@ -1,10 +1,11 @@
 /**
- * What the gateway believes about how the browser came: X-Forwarded-Proto
- * counts only from a trusted reverse proxy.
+ * What the gateway believes about how the browser came, and what it lets the
+ * app believe: X-Forwarded-*, Forwarded and X-Real-IP count only from a
+ * trusted reverse proxy.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { browserUsedTls } from "../../src/gateway/forward_head.ts";
+import { browserUsedTls, buildForwardHead } from "../../src/gateway/forward_head.ts";
 import { isRefusal, parseRequestHead, type RequestHead } from "../../src/gateway/request_head.ts";
 
 function head(...fields: string[]): RequestHead {
@@ -21,4 +22,17 @@ test("browserUsedTls() trusts X-Forwarded-Proto only behind a trusted proxy", ()
   assert.equal(browserUsedTls(head("X-Forwarded-Proto: http"), false, true), false);
   assert.equal(browserUsedTls(head(), false, true), false, "no field, no TLS");
   assert.equal(browserUsedTls(head("X-Forwarded-Proto: http"), true, false), true, "the gateway's own TLS is TLS");
+});
+
+test("buildForwardHead() passes a browser's own proxy claims to the app only from a trusted proxy", () => {
+  const request = head("Forwarded: for=10.0.0.1;proto=https", "X-Real-IP: 10.0.0.1", "X-Forwarded-For: 10.0.0.2", "X-Forwarded-Proto: https");
+  const direct = buildForwardHead(request, { clientAddress: "192.0.2.7", proto: "http", trustForwarded: false }, false).head;
+  assert.doesNotMatch(direct, /10\.0\.0\./, "nothing the browser claimed reaches the app");
+  assert.match(direct, /\r\nX-Forwarded-For: 192\.0\.2\.7\r\n/);
+  assert.match(direct, /\r\nX-Forwarded-Proto: http\r\n/);
+  const proxied = buildForwardHead(request, { clientAddress: null, proto: "http", trustForwarded: true }, false).head;
+  assert.match(proxied, /\r\nForwarded: for=10\.0\.0\.1;proto=https\r\n/);
+  assert.match(proxied, /\r\nX-Real-IP: 10\.0\.0\.1\r\n/);
+  assert.match(proxied, /\r\nX-Forwarded-For: 10\.0\.0\.2\r\n/);
+  assert.match(proxied, /\r\nX-Forwarded-Proto: https\r\n/);
 });
