@@ -44,9 +44,10 @@ export function pageBody(status: number): Buffer {
 
 /** The response head of the page for `status`; `connection` is a Connection field line or "". */
 export function pageHead(status: number, length: number, connection: string): string {
-  // A 503 is a route on its way back (RFC 9110 section 10.2.3): say when to try again.
+  // A 503 is a route on its way back (RFC 9110 section 10.2.3): say when to try again. The one 405 is
+  // for the gateway's own pages, which must say what they allow (RFC 9110 section 15.5.6).
   return `HTTP/1.1 ${status} ${reasonOf(status)}\r\n${dateField()}Content-Type: text/html; charset=utf-8\r\nContent-Length: ${length}\r\n` +
-    `Cache-Control: no-store\r\n${status === 503 ? "Retry-After: 5\r\n" : ""}${connection}\r\n`;
+    `Cache-Control: no-store\r\n${status === 503 ? "Retry-After: 5\r\n" : status === 405 ? "Allow: GET, HEAD\r\n" : ""}${connection}\r\n`;
 }
 
 let dateSecond = -1;

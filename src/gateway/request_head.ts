@@ -41,10 +41,12 @@ export interface RequestHead {
 
 /** A request to refuse: the status and a short reason for the log. */
 export interface Refusal {
-  status: 400 | 405 | 417 | 431 | 501 | 505;
+  status: 400 | 417 | 431 | 501 | 505;
   reason: string;
 }
 
+/** An absolute-form target: the authority, then the path and query if any. */
+const ABSOLUTE_FORM = /^https?:\/\/([^/?]*)([/?].*)?$/i;
 const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HTTP\/([0-9])\.([0-9])$/;
 const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -60,12 +62,21 @@ export function parseRequestHead(text: string): RequestHead | Refusal {
   if (lineEnd === -1) lineEnd = text.length;
   const m = REQUEST_LINE.exec(text.slice(0, lineEnd));
   if (m === null) return { status: 400, reason: "malformed request line" };
-  if (m[3] !== "1" || (m[4] !== "0" && m[4] !== "1")) return { status: 505, reason: `HTTP/${m[3]}.${m[4]} is not supported` };
+  if (m[3] !== "1") return { status: 505, reason: `HTTP/${m[3]}.${m[4]} is not supported` };
   const method = m[1];
-  const target = m[2];
-  const http11 = m[4] === "1";
-  if (method === "CONNECT") return { status: 405, reason: "CONNECT is not supported" };
-  if (target.charCodeAt(0) !== 47 /* / */ || target.includes("#")) return { status: 400, reason: "request target must be a path (origin-form)" };
+  let target = m[2];
+  // RFC 9112 2.3: a higher minor version is read as the highest one known, 1.1.
+  const http11 = m[4] !== "0";
+  if (method === "CONNECT") return { status: 501, reason: "CONNECT is not supported" };
+  if (target.includes("#")) return { status: 400, reason: "request target with a fragment" };
+  // RFC 9112 3.2.2: a server must accept the absolute form; its authority replaces the Host field.
+  let authority: string | null = null;
+  if (target.charCodeAt(0) !== 47 /* / */) {
+    const abs = ABSOLUTE_FORM.exec(target);
+    if (abs === null) return { status: 400, reason: "request target must be a path or an absolute http(s) URI" };
+    authority = abs[1];
+    target = abs[2] === undefined ? "/" : abs[2].charCodeAt(0) === 63 /* ? */ ? "/" + abs[2] : abs[2];
+  }
 
   const fields: string[] = [];
   let host: string | null = null;
@@ -112,8 +123,13 @@ export function parseRequestHead(text: string): RequestHead | Refusal {
     }
   }
   if (hosts !== 1 || host === null) return { status: 400, reason: hosts === 0 ? "no Host header" : "more than one Host header" };
+  if (normalizeHost(host) === null) return { status: 400, reason: "invalid Host header" };
+  if (authority !== null) {
+    host = authority;
+    for (let i = 0; i < fields.length; i += 2) if (fields[i].length === 4 && fields[i].toLowerCase() === "host") fields[i + 1] = authority;
+  }
   const normalized = normalizeHost(host);
-  if (normalized === null) return { status: 400, reason: "invalid Host header" };
+  if (normalized === null) return { status: 400, reason: "invalid host in the request target" };
 
   let length = -1;
   let chunked = false;

@@ -82,6 +82,12 @@ describe("gateway HTTP front end", () => {
     assert.equal((await get("/_conductor/nope")).status, 404);
   });
 
+  it("answers other methods on /_conductor with 405 and what they allow", async () => {
+    const res = await request({ port: gw.port, host, path: "/_conductor/status", method: "POST", body: "" });
+    assert.equal(res.status, 405);
+    assert.equal(res.headers.allow, "GET, HEAD");
+  });
+
   it("serves /_conductor/status with the original's fields and /_conductor/metrics", async () => {
     const status = JSON.parse((await get("/_conductor/status")).text) as Record<string, number>;
     for (const field of ["requestTotal", "requestActive", "unauthorized", "noroute", "broken", "routesTotal"]) {
@@ -189,12 +195,13 @@ describe("gateway HTTP front end", () => {
       ["no Host in HTTP/1.0", `GET /hello HTTP/1.0\r\n\r\n`, 400],
       ["Host with a path", `GET /hello HTTP/1.1\r\nHost: ${host}/x\r\n\r\n`, 400],
       ["Host with userinfo", `GET /hello HTTP/1.1\r\nHost: user@${host}\r\n\r\n`, 400],
-      ["absolute-form target", `GET http://${host}/hello HTTP/1.1\r\nHost: ${host}\r\n\r\n`, 400],
+      ["absolute-form target with another Host", `GET http://${host}/hello HTTP/1.1\r\nHost: nowhere.localhost\r\n\r\n`, 403],
+      ["absolute-form target with userinfo", `GET http://user@${host}/hello HTTP/1.1\r\nHost: ${host}\r\n\r\n`, 400],
       ["HTTP/2.0 in an HTTP/1 head", `GET /hello HTTP/2.0\r\nHost: ${host}\r\n\r\n`, 505],
       ["1 MB header line", `GET /hello HTTP/1.1\r\nHost: ${host}\r\nX-Big: ${"a".repeat(1 << 20)}\r\n\r\n`, 431],
       ["101 header lines", `GET /hello HTTP/1.1\r\nHost: ${host}\r\n${Array.from({ length: 100 }, (_, i) => `X-H${i}: v\r\n`).join("")}\r\n`, 431],
       ["invalid chunk size", `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: ${COOKIE}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`, 0],
-      ["CONNECT", `CONNECT ${host}:443 HTTP/1.1\r\nHost: ${host}:443\r\n\r\n`, 405],
+      ["CONNECT", `CONNECT ${host}:443 HTTP/1.1\r\nHost: ${host}:443\r\n\r\n`, 501],
     ];
     for (const [name, bytes, expected] of cases) {
       const { text } = await rawExchange(gw.port, bytes);

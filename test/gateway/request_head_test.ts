@@ -24,6 +24,16 @@ test("parseRequestHead() reads method, target, version, host and framing", () =>
   assert.equal(ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: close").close, true);
 });
 
+test("parseRequestHead() takes an absolute-form target's authority as the host (RFC 9112 3.2.2), and HTTP/1.2 as 1.1", () => {
+  const head = ok("GET http://Lab-Ann.Example.org:8888/x?y=1 HTTP/1.1\r\nHost: other.example\r\nX-A: b");
+  assert.equal(head.target, "/x?y=1");
+  assert.equal(head.host, "lab-ann.example.org:8888");
+  assert.deepEqual(head.fields, ["Host", "Lab-Ann.Example.org:8888", "X-A", "b"], "the app is told the same host the gateway routed by");
+  assert.equal(ok("GET https://a HTTP/1.1\r\nHost: a").target, "/");
+  assert.equal(ok("GET HTTP://a?q HTTP/1.1\r\nHost: a").target, "/?q");
+  assert.equal(ok("GET / HTTP/1.2\r\nHost: a").http11, true);
+});
+
 test("parseRequestHead() knows upgrades, Expect and fields named in Connection, but never framing ones", () => {
   const head = ok("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-Secret, Host, Content-Length\r\nUpgrade: websocket\r\nExpect: 100-continue");
   assert.equal(head.upgrade, "websocket");
@@ -39,13 +49,15 @@ test("parseRequestHead() refuses what RFC 9112 says a server must not accept", (
     ["GET / HTTP/1.1\r\nHost: a/b", 400],
     ["GET / HTTP/1.1\r\nHost: u@a", 400],
     ["GET / HTTP/1.1\r\nHost: ", 400],
-    ["GET http://a/ HTTP/1.1\r\nHost: a", 400],
+    ["GET http://u@a/ HTTP/1.1\r\nHost: a", 400],
+    ["GET http:///x HTTP/1.1\r\nHost: a", 400],
+    ["GET ftp://a/ HTTP/1.1\r\nHost: a", 400],
+    ["GET http://a/ HTTP/1.1", 400],
     ["OPTIONS * HTTP/1.1\r\nHost: a", 400],
     ["GET /a#b HTTP/1.1\r\nHost: a", 400],
     ["GET /a b HTTP/1.1\r\nHost: a", 400],
     ["GET /\u00e9 HTTP/1.1\r\nHost: a", 400],
     ["GET / HTTP/2.0\r\nHost: a", 505],
-    ["GET / HTTP/1.2\r\nHost: a", 505],
     ["GET / HTTP/1.1\r\nHost: a\r\n folded", 400],
     ["GET / HTTP/1.1\r\nHost: a\r\nX : y", 400],
     ["GET / HTTP/1.1\r\nHost: a\r\nX: a\rb", 400],
@@ -59,7 +71,7 @@ test("parseRequestHead() refuses what RFC 9112 says a server must not accept", (
     ["GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked", 501],
     ["GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked", 501],
     ["GET / HTTP/1.1\r\nHost: a\r\nExpect: something", 417],
-    ["CONNECT a:443 HTTP/1.1\r\nHost: a:443", 405],
+    ["CONNECT a:443 HTTP/1.1\r\nHost: a:443", 501],
     ["GET / HTTP/1.1\r\nHost: a\r\n" + Array.from({ length: 100 }, (_, i) => `X${i}: v`).join("\r\n"), 431],
   ];
   for (const [text, status] of cases) {
