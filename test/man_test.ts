@@ -61,6 +61,20 @@ test("conductor-server refuses a bad command line with exit status 2 and says wh
   }
 });
 
+test("conductor-server names the option whose path it cannot use, and exits 1", () => {
+  const bin = join(repoRoot, "dist", "src", "bin", "conductor-server.js");
+  const state = ["--state-dir", "/nonexistent/conductor-test-state"];
+  const cases: Array<[string[], RegExp]> = [
+    [["-s", "/nonexistent/conductor-test/h.sock", "-r", "/nonexistent/conductor-test"], /Cannot listen on --sock \/nonexistent\/conductor-test\/h\.sock: \/nonexistent\/conductor-test is not a directory; create it/],
+    [["-p", "0", "-b", "127.0.0.1", "-r", "/etc/passwd/run"], /Cannot use the runtime directory \/etc\/passwd\/run: ENOTDIR.*choose another with --runtime-dir/],
+  ];
+  for (const [args, reason] of cases) {
+    const r = spawnSync(process.execPath, [bin, ...args, ...state], { encoding: "utf8" });
+    assert.equal(r.status, 1, args.join(" "));
+    assert.match(r.stderr, reason);
+  }
+});
+
 test("conductor refuses a bad command line with exit status 2 and says what to do", () => {
   const bin = join(repoRoot, "dist", "src", "bin", "conductor.js");
   for (const args of [["gw"], ["-k", "no_underscores", "gw", "/s", "--", "x"], ["-oProxyCommand", "gw", "/s", "--", "x"], ["-x"]]) {

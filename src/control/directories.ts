@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
-import { ConductorError, isErrno } from "../lib/errors.ts";
+import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 
 /** Name of the socket a client places in its directory. */
 export const SOCKET_NAME = "socket";
@@ -26,9 +26,14 @@ const CLIENT_DIR_LOCKED_MODE = 0o770;
  * Returns its path.
  */
 export async function prepareSocketsDir(runtimeDir: string): Promise<string> {
-  await fs.mkdir(runtimeDir, { recursive: true, mode: 0o755 });
   const dir = join(runtimeDir, "sockets");
-  await fs.mkdir(dir, { mode: SOCKETS_DIR_MODE }).catch((err) => { if (!isErrno(err, "EEXIST")) throw err; });
+  try {
+    await fs.mkdir(runtimeDir, { recursive: true, mode: 0o755 });
+    await fs.mkdir(dir, { mode: SOCKETS_DIR_MODE }).catch((err) => { if (!isErrno(err, "EEXIST")) throw err; });
+  } catch (err) {
+    throw new ConductorError("CONDUCTOR_ERR_RUNTIME_DIR",
+      `Cannot use the runtime directory ${runtimeDir}: ${messageOf(err)}; create it for the gateway's user or choose another with --runtime-dir`, { cause: err });
+  }
   const st = await fs.lstat(dir);
   const uid = process.geteuid?.() ?? st.uid;
   if (!st.isDirectory() || st.uid !== uid) {

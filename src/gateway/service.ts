@@ -5,6 +5,7 @@
  * @module
  */
 import { promises as fs } from "node:fs";
+import { dirname } from "node:path";
 import type { AddressInfo, Server } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import { startControlServer, type ControlServer } from "../control/server.ts";
@@ -147,10 +148,16 @@ async function listen(server: Server, options: GatewayOptions): Promise<Gateway[
   if (options.sock !== undefined) {
     const path = options.sock;
     const gid = options.sockGroup === undefined ? null : await proxyGroupId(options.sockGroup);
+    const dir = await fs.stat(dirname(path)).catch(() => null);
+    if (dir === null || !dir.isDirectory()) {
+      throw new ConductorError("CONDUCTOR_ERR_USAGE",
+        `Cannot listen on --sock ${path}: ${dirname(path)} is not a directory; create it (RuntimeDirectory= in a systemd unit) or choose another path`);
+    }
     await removeStaleSocket(path, "--sock");
     await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(path, () => { server.off("error", reject); resolve(); });
+      const fail = (err: Error): void => reject(new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot listen on --sock ${path}: ${messageOf(err)}`, { cause: err }));
+      server.once("error", fail);
+      server.listen(path, () => { server.off("error", fail); resolve(); });
     });
     try {
       await fs.chmod(path, 0o660);
