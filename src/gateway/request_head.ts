@@ -123,13 +123,13 @@ export function parseRequestHead(text: string): RequestHead | Refusal {
     }
   }
   if (hosts !== 1 || host === null) return { status: 400, reason: hosts === 0 ? "no Host header" : "more than one Host header" };
-  if (normalizeHost(host) === null) return { status: 400, reason: "invalid Host header" };
+  let normalized = normalizeHost(host);
+  if (normalized === null) return { status: 400, reason: "invalid Host header" };
   if (authority !== null) {
-    host = authority;
     for (let i = 0; i < fields.length; i += 2) if (fields[i].length === 4 && fields[i].toLowerCase() === "host") fields[i + 1] = authority;
+    normalized = normalizeHost(authority);
+    if (normalized === null) return { status: 400, reason: "invalid host in the request target" };
   }
-  const normalized = normalizeHost(host);
-  if (normalized === null) return { status: 400, reason: "invalid host in the request target" };
 
   let length = -1;
   let chunked = false;
