@@ -63,10 +63,11 @@ export function request(r: TestRequest): Promise<TestResponse> {
 }
 
 /**
- * Writes `bytes` to 127.0.0.1:`port` and collects everything that comes back
- * until the server closes or `timeoutMs` passes; `timedOut` tells which.
+ * Writes `bytes` to 127.0.0.1:`port` (then half-closes, with `halfClose`) and
+ * collects everything that comes back until the server closes or `timeoutMs`
+ * passes; `timedOut` tells which.
  */
-export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 3000): Promise<{ text: string; timedOut: boolean }> {
+export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 3000, halfClose = false): Promise<{ text: string; timedOut: boolean }> {
   return new Promise((resolve) => {
     const socket = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
@@ -82,7 +83,9 @@ export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 30
     socket.on("data", (c: Buffer) => chunks.push(c));
     socket.on("close", () => finish(false));
     socket.on("error", () => finish(false));
-    socket.write(typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes);
+    const data = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes;
+    if (halfClose) socket.end(data);
+    else socket.write(data);
   });
 }
 

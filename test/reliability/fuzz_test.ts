@@ -12,7 +12,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { startGateway } from "../helpers/gateway.ts";
-import { request, statusOf } from "../helpers/http.ts";
+import { rawExchange, request, statusOf } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
 import { envNumber, fdCount, recordFigures, seededRandom } from "./report.ts";
 
@@ -21,27 +21,6 @@ const CASES = envNumber("CONDUCTOR_FUZZ_CASES", 2000);
 const TOKEN = "fuzz-token";
 /** Statuses the gateway (or the test app behind it) may give to a mutated request. */
 const ALLOWED = new Set([100, 101, 200, 302, 400, 403, 404, 405, 408, 411, 413, 417, 431, 501, 502, 505]);
-
-/** Sends `bytes`, half-closes, and collects the answer until the server closes (or `timeoutMs`). */
-function exchange(port: number, bytes: Buffer, timeoutMs = 5000): Promise<{ text: string; hung: boolean }> {
-  return new Promise((resolve) => {
-    const socket = connect(port, "127.0.0.1");
-    const chunks: Buffer[] = [];
-    let done = false;
-    const finish = (hung: boolean): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text: Buffer.concat(chunks).toString("latin1"), hung });
-    };
-    const timer = setTimeout(() => finish(true), timeoutMs);
-    socket.on("connect", () => socket.end(bytes));
-    socket.on("data", (c: Buffer) => chunks.push(c));
-    socket.on("close", () => finish(false));
-    socket.on("error", () => finish(false));
-  });
-}
 
 /** Random HTTP requests: valid templates, then mutated. */
 function httpCase(rand: () => number, host: string): Buffer {
@@ -123,8 +102,8 @@ test(`fuzz: ${CASES} random HTTP heads and ${Math.round(CASES / 5)} control line
   // Cases are made in order from the seed, and sent eight at a time.
   for (let first = 0; first < CASES; first += 8) {
     const batch = Array.from({ length: Math.min(8, CASES - first) }, () => httpCase(rand, host));
-    const answers = await Promise.all(batch.map((bytes) => exchange(gw.port, bytes)));
-    answers.forEach(({ text, hung }, j) => {
+    const answers = await Promise.all(batch.map((bytes) => rawExchange(gw.port, bytes, 5000, true)));
+    answers.forEach(({ text, timedOut: hung }, j) => {
       const bytes = batch[j];
       const status = statusOf(text);
       statuses[status] = (statuses[status] ?? 0) + 1;
