@@ -76,16 +76,12 @@ export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, opti
     dir,
     stateEnv,
     events: () => proc.json(),
-    live: async (n = 1, timeoutMs = 30_000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const lives = proc.json().filter((e) => e.state === "live");
-        if (lives.length >= n) return lives[n - 1].config as { auth: string; key: string; urls: string[]; name?: string; fingerprint?: string };
-        const failed = proc.json().find((e) => e.state === "failed");
-        if (failed !== undefined) throw new Error(`conductor failed: ${failed.reason}\n${proc.stderr.join("\n")}`);
-        if (Date.now() > deadline) throw new Error(`no live event #${n} in time;\nstdout:\n${proc.stdout.join("\n")}\nstderr:\n${proc.stderr.join("\n")}`);
-        await proc.waitForJson(() => false, 200).catch(() => {});
-      }
+    live: async (n = 1, timeoutMs = 120_000) => {
+      let lives = 0;
+      const event = await proc.waitForJson((e) => e.state === "failed" || (e.state === "live" && ++lives === n), timeoutMs)
+        .catch((err: Error) => { throw new Error(`no live event #${n}: ${err.message}`); });
+      if (event.state === "failed") throw new Error(`conductor failed: ${event.reason}\n${proc.stderr.join("\n")}`);
+      return event.config as { auth: string; key: string; urls: string[]; name?: string; fingerprint?: string };
     },
   };
 }
@@ -101,7 +97,6 @@ export interface CommandResult {
 export async function conductorCommand(t: Cleanup, user: AccountName, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CommandResult> {
   const proc = startProcess(t, process.execPath, [bin("conductor"), ...args], { user, env });
   const { code } = await proc.exited;
-  // Output lines are collected as they arrive; give the last ones a moment.
-  await new Promise((r) => setTimeout(r, 20));
+  await proc.closed;
   return { code, stdout: proc.stdout.join("\n"), stderr: proc.stderr.join("\n") };
 }

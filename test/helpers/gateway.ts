@@ -36,6 +36,8 @@ export interface GatewayStart {
   env?: NodeJS.ProcessEnv;
   /** Supplementary groups of the gateway's user (as root). */
   groups?: string[];
+  /** Options for node itself, before the program (e.g. `--inspect=127.0.0.1:0`). */
+  nodeArgs?: string[];
 }
 
 /** A fresh runtime directory owned by the gateway's user; removed when `t` ends. */
@@ -54,8 +56,8 @@ export function makeRuntimeDir(t: Cleanup): string {
 export async function startGateway(t: Cleanup, options: GatewayStart = {}): Promise<TestGateway> {
   const runtimeDir = options.runtimeDir ?? makeRuntimeDir(t);
   const args = ["-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", "-v", ...(options.args ?? [])];
-  const proc = startProcess(t, process.execPath, [bin("conductor-server"), ...args], { user: "conductor", env: options.env, groups: options.groups });
-  const ready = await proc.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
+  const proc = startProcess(t, process.execPath, [...(options.nodeArgs ?? []), bin("conductor-server"), ...args], { user: "conductor", env: options.env, groups: options.groups });
+  const ready = await proc.waitForJson((l) => l.msg === "gateway listening", 60_000, "stderr");
   const port = typeof ready.port === "number" ? ready.port : 0;
   const domains = ready.domains as string[];
   return {

@@ -76,7 +76,7 @@ async function launch(t: Cleanup, prefix: string, file: string): Promise<TestPro
   const pidFile = join(prefix, "nginx.pid");
   rmSync(pidFile, { force: true });
   const proc = startProcess(t, NGINX, ["-p", prefix, "-c", file]);
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   while (!existsSync(pidFile)) {
     if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start:\n${proc.stderr.join("\n")}`);
     await new Promise((r) => setTimeout(r, 50));

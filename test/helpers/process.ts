@@ -27,15 +27,25 @@ export class TestProcess {
   readonly stdout: string[] = [];
   readonly stderr: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once the process exited and its output was read to the end (a child that inherited the output delays this). */
+  readonly closed: Promise<void>;
   #waiters: Array<() => void> = [];
+  /** No more output will come: the output closed, or the process exited and a child holds its output for long. */
+  #ended = false;
 
   constructor(child: ChildProcess) {
     this.child = child;
     this.#collect(child.stdout, this.stdout);
     this.#collect(child.stderr, this.stderr);
     this.exited = new Promise((resolve) => child.once("exit", (code, signal) => {
-      this.#wake();
+      // Output may still be on its way after the exit: lines count until it closes.
+      setTimeout(() => { this.#ended = true; this.#wake(); }, 5000).unref();
       resolve({ code, signal });
+    }));
+    this.closed = new Promise((resolve) => child.once("close", () => {
+      this.#ended = true;
+      this.#wake();
+      resolve();
     }));
   }
 
@@ -47,20 +57,22 @@ export class TestProcess {
   json(stream: "stdout" | "stderr" = "stdout"): Array<Record<string, unknown>> {
     const out: Array<Record<string, unknown>> = [];
     for (const line of this[stream]) {
-      try {
-        out.push(JSON.parse(line));
-      } catch { /* not JSON */ }
+      const value = parseObject(line);
+      if (value !== undefined) out.push(value);
     }
     return out;
   }
 
-  /** Waits until `predicate` holds for a JSON line on `stream`; returns that line. */
-  async waitForJson(predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 15_000, stream: "stdout" | "stderr" = "stdout"): Promise<Record<string, unknown>> {
+  /**
+   * Waits until `predicate` holds for a line on `stream` (each line is offered
+   * once, in order); returns that line. The time limit is a failure guard.
+   */
+  async waitForLine(predicate: (line: string) => boolean, timeoutMs = 60_000, stream: "stdout" | "stderr" = "stdout"): Promise<string> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.json(stream).find(predicate);
-      if (hit !== undefined) return hit;
-      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+    const lines = this[stream];
+    for (let seen = 0; ; ) {
+      for (; seen < lines.length; seen++) if (predicate(lines[seen])) return lines[seen];
+      if (this.#ended) {
         throw new Error(`process exited (${this.child.exitCode ?? this.child.signalCode}) before the expected line;\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr.join("\n")}`);
       }
       const left = deadline - Date.now();
@@ -70,6 +82,15 @@ export class TestProcess {
         this.#waiters.push(() => { clearTimeout(timer); resolve(); });
       });
     }
+  }
+
+  /** Waits until `predicate` holds for a JSON line on `stream`; returns that line, parsed. */
+  async waitForJson(predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 60_000, stream: "stdout" | "stderr" = "stdout"): Promise<Record<string, unknown>> {
+    const line = await this.waitForLine((text) => {
+      const value = parseObject(text);
+      return value !== undefined && predicate(value);
+    }, timeoutMs, stream);
+    return parseObject(line)!;
   }
 
   /** Sends SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
@@ -98,6 +119,16 @@ export class TestProcess {
 
   #wake(): void {
     for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+/** `line` parsed as a JSON object, or undefined when it is not one. */
+function parseObject(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
   }
 }
 

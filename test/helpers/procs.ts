@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 /** A live process. */
 export interface ProcInfo {
@@ -30,7 +30,7 @@ export function processesMatching(needle: string): ProcInfo[] {
 }
 
 /** Waits until no live process matches `needle`; returns those still there after `timeoutMs`. */
-export async function waitGone(needle: string, timeoutMs = 10_000): Promise<ProcInfo[]> {
+export async function waitGone(needle: string, timeoutMs = 30_000): Promise<ProcInfo[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left = processesMatching(needle);
@@ -74,4 +74,23 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The files under `dir` that process `pid` has open (read from /proc/PID/fd; needs the same user or root). */
+export function openFilesUnder(pid: number, dir: string): string[] {
+  const prefix = dir.endsWith("/") ? dir : dir + "/";
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const fd of fds) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (target.startsWith(prefix)) out.push(target);
+    } catch { /* closed meanwhile */ }
+  }
+  return out;
 }

@@ -143,7 +143,7 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
 
 async function launch(t: Cleanup, config: string, port: number): Promise<TestProcess> {
   const proc = startProcess(t, SSHD, ["-D", "-e", "-f", config]);
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (await accepts(port)) return proc;
     if (proc.child.exitCode !== null || Date.now() > deadline) {

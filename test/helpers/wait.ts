@@ -4,8 +4,8 @@
  * @module
  */
 
-/** Polls `check` every 50 ms until it holds (true) or `timeoutMs` passes (false). */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
+/** Polls `check` every 50 ms until it holds (true) or `timeoutMs`, a failure guard, passes (false). */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return true;
