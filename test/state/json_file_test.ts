@@ -21,22 +21,22 @@ function tempDir(t: { after(fn: () => void): void }): string {
   return dir;
 }
 
-test("writeJsonAtomic(): killed with SIGKILL at random moments, the file is always one whole version", async (t) => {
+test("writeJsonAtomic(): killed with SIGKILL during a write, the file is always one whole version, never older than the last finished one", async (t) => {
   const dir = tempDir(t);
   const path = join(dir, "user.json");
-  let last = 0;
   for (let round = 0; round < 25; round++) {
+    // The kill lands while version `target` (or a later one) is being written: a random write, chosen by the writer's own report.
+    const target = 1 + Math.floor(Math.random() * 8);
     const writer = startProcess(t, process.execPath, [fixture("state_writer"), "write", path]);
-    await writer.waitForJson(() => false, 100).catch(() => {});
-    await new Promise((r) => setTimeout(r, 20 + Math.random() * 80));
+    await writer.waitForJson((l) => typeof l.writing === "number" && l.writing >= target, 60_000);
     writer.child.kill("SIGKILL");
     await writer.exited;
     const value = await readJson(path) as { version: number; payload: string[] } | undefined;
-    if (value === undefined) continue;
+    if (round === 0 && target === 1 && value === undefined) continue;
+    assert.ok(value !== undefined, `round ${round}: the file exists once a version was finished`);
     assert.deepEqual(value, versionContent(value.version), `round ${round}: a whole version`);
-    last = value.version;
+    assert.ok(value.version >= target - 1, `round ${round}: version ${value.version} after the writer started version ${target}`);
   }
-  assert.ok(last > 0, "some versions were written");
   assert.deepEqual(readdirSync(dir).filter((n) => !n.endsWith(".tmp")), ["user.json"]);
 });
 
@@ -56,9 +56,8 @@ test("acquireLock() recovers a lock left by a dead process, and waits (bounded) 
   const lockPath = join(dir, "x.lock");
   const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
   writeFileSync(lockPath, JSON.stringify({ pid: Number(dead.stdout), host: (await import("node:os")).hostname(), started: 1, id: "stale" }));
-  const started = Date.now();
+  // A lock that is not recovered is waited for and refused: taking it proves the recovery.
   const lock = await acquireLock(lockPath, { timeoutMs: 2000 });
-  assert.ok(Date.now() - started < 1000);
   await assert.rejects(acquireLock(lockPath, { timeoutMs: 300 }), /Cannot take lock .*held by pid \d+ on .* for more than 0 s/);
   await lock.release();
   await (await acquireLock(lockPath, { timeoutMs: 300 })).release();
