@@ -13,6 +13,7 @@ import { request } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 import { needsRoot } from "../helpers/env.ts";
+import { openFilesUnder } from "../helpers/procs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 test("a restarted gateway publishes live routes at once, the client takes its route back, a dead route is gone", { skip: sshdMissing || needsRoot }, async (t) => {
@@ -37,7 +38,7 @@ test("a restarted gateway publishes live routes at once, the client takes its ro
   doomed.process.child.kill("SIGKILL");
   await doomed.process.exited;
   const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
-  const kept = await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 10_000, "stderr");
+  const kept = await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 60_000, "stderr");
   assert.equal(kept.count, 1);
   // Published at once, before the client has come back (same host name: the port is new, so match by key).
   const host = again.host("survivor", "alice");
@@ -58,30 +59,40 @@ test("state files are always whole when conductor-server is killed with SIGKILL 
   const first = await startGateway(t);
   const runtimeDir = first.runtimeDir;
   await first.stop();
-  let writes = 0;
-  for (let round = 0; round < 8; round++) {
+  const users = join(runtimeDir, "state", "users");
+  for (let round = 0; round < 12; round++) {
     const gw = await startGateway(t, { runtimeDir });
-    const churn = (async () => {
+    // After a random number of registrations, the kill comes as soon as the gateway is seen with a state file
+    // (or its new version) open,
+    // while three clients keep registering and leaving: it lands in the middle of an update, as a crash would.
+    const target = 1 + Math.floor(Math.random() * 6);
+    let registered = 0;
+    const churner = async (lane: number): Promise<void> => {
       for (let i = 0; ; i++) {
-        const reg = await register(t, gw.controlPath, { key: `churn${round}-${i}`, token: "t", user: i % 2 ? "alice" : "bob" }).catch(() => null);
+        const reg = await register(t, gw.controlPath, { key: `churn${round}-${lane}-${i}`, token: "t", user: (i + lane) % 2 ? "alice" : "bob" }).catch(() => null);
         if (reg === null || reg.reply.status !== "ok") return;
-        writes++;
+        registered++;
         if (i % 3 === 0) await reg.end();
       }
-    })();
-    await new Promise((r) => setTimeout(r, 300 + Math.random() * 700));
+    };
+    const churn = Promise.all([0, 1, 2].map(churner));
+    assert.ok(await waitFor(() => registered >= target, 120_000), `round ${round}: ${registered} registrations of ${target}`);
+    const deadline = Date.now() + 120_000;
+    while (!openFilesUnder(gw.process.pid, users).some((path) => !path.endsWith(".lock"))) {
+      assert.ok(Date.now() < deadline, `round ${round}: the gateway never had a state file open`);
+      await new Promise((r) => setImmediate(r));
+    }
     gw.process.child.kill("SIGKILL");
     await gw.process.exited;
     await churn;
-    const users = join(runtimeDir, "state", "users");
     for (const name of readdirSync(users)) {
       assert.ok(!name.includes(".corrupt-"), `round ${round}: ${name}`);
       if (!name.endsWith(".json")) continue;
-      const file = JSON.parse(readFileSync(join(users, name), "utf8"));
-      assert.ok(Array.isArray(file.routes), `round ${round}: ${name} is whole`);
+      const text = readFileSync(join(users, name), "utf8");
+      assert.doesNotThrow(() => JSON.parse(text), `round ${round}: ${name} is whole: ${JSON.stringify(text.slice(0, 80))}`);
+      assert.ok(Array.isArray(JSON.parse(text).routes), `round ${round}: ${name} holds routes`);
     }
   }
-  assert.ok(writes > 8, `registrations happened (${writes})`);
   // The last start takes over what is left and serves.
   const last = await startGateway(t, { runtimeDir });
   const reg = await register(t, last.controlPath, { key: "after", token: "t" });
@@ -95,7 +106,7 @@ test("after a restart, another run takes a waiting route only when the route's c
   await first.process.waitForJson((l) => l.event === "lingering");
   await gw.stop();
   const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
-  await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 10_000, "stderr");
+  await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 60_000, "stderr");
 
   // Its app still answers: the first run may come back, so another run is refused.
   const other = await register(t, again.controlPath, { key: "lab", token: "second-run" });
@@ -109,6 +120,6 @@ test("after a restart, another run takes a waiting route only when the route's c
   assert.equal(taker.reply.status, "ok", JSON.stringify(taker.reply));
   const host = again.host("lab", "alice");
   assert.equal((await request({ port: again.port, host, path: "/hello", headers: { Cookie: "authorization=second-run" } })).status, 200);
-  const taken = await again.process.waitForJson((l) => l.msg === "route replaced", 10_000, "stderr");
+  const taken = await again.process.waitForJson((l) => l.msg === "route replaced", 60_000, "stderr");
   assert.equal(taken.sameRun, false);
 });
