@@ -82,7 +82,7 @@ function render(results: Result[]): string {
     out.push(`| faults under load (seed ${faults.seed}) | ${faults.faultsInjected} SIGKILLs (${kinds}) during ${n(faults.requests)} requests through nginx; longest recovery ${(faults.longestRecoveryMs / 1000).toFixed(1)} s | ${faults.failures} |`);
   }
   if (soak !== null) {
-    out.push(`| soak | ${soak.seconds} s, ${n(soak.requests)} requests, ${soak.masterKills} SSH masters killed, ${soak.registrationsChurned} routes registered and dropped; gateway RSS ${soak.rssMiBEarly} → ${soak.rssMiBLate} MiB, descriptors ${soak.fdsEarly} → ${soak.fdsLate} | ${soak.failures} |`);
+    out.push(`| soak | ${soak.seconds} s, ${n(soak.requests)} requests, ${soak.masterKills} SSH masters killed, ${soak.registrationsChurned} routes registered and dropped; memory reachable after a full collection ${soak.liveMiBEarly} → ${soak.liveMiBLate} MiB (resident ${soak.rssMiBEarly} → ${soak.rssMiBLate} MiB), descriptors ${soak.fdsEarly} → ${soak.fdsLate} | ${soak.failures} |`);
   }
   if (faults !== null) {
     out.push("", "## Requests under faults", "",
