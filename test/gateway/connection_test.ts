@@ -14,6 +14,7 @@ import { silentLogger } from "../../src/lib/log.ts";
 import { suiteCleanup } from "../helpers/cleanup.ts";
 import { rawExchange, request, statusOf } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const TOKEN = "connection-token";
 
@@ -28,6 +29,11 @@ function closedAfter(port: number, first: string, trickle: string, gapMs: number
     socket.on("error", () => {});
     socket.on("close", () => { clearInterval(timer); clearTimeout(give); resolve(Date.now() - started); });
   });
+}
+
+/** How many 404 responses a raw exchange holds. */
+function notFounds(text: string): number {
+  return text.split("HTTP/1.1 404 Not Found").length - 1;
 }
 
 describe("browser connections", () => {
@@ -49,8 +55,8 @@ describe("browser connections", () => {
   });
 
   it("answers thousands of pipelined requests in one write, in order, without deep recursion (regression)", async () => {
-    const { text } = await rawExchange(port, `GET / HTTP/1.1\r\nHost: nowhere.localhost\r\n\r\n`.repeat(3000), 4000);
-    assert.equal(text.split("HTTP/1.1 404 Not Found").length - 1, 3000);
+    const { text } = await rawExchange(port, `GET / HTTP/1.1\r\nHost: nowhere.localhost\r\n\r\n`.repeat(3000), { until: (t) => notFounds(t) === 3000 });
+    assert.equal(notFounds(text), 3000);
     assert.equal((await request({ port, host, path: "/hello", headers: { Cookie: `authorization=${TOKEN}` } })).status, 200);
   });
 
@@ -60,8 +66,8 @@ describe("browser connections", () => {
   });
 
   it("counts empty lines before a request against the head time limit (regression)", async () => {
-    const ms = await closedAfter(port, "\r\n", "\r\n", 300, 8000);
-    assert.ok(ms > 0 && ms < 6000, `closed after ${ms} ms`);
+    const ms = await closedAfter(port, "\r\n", "\r\n", 300, 30_000);
+    assert.ok(ms > 0, "the connection is closed although empty lines keep coming");
   });
 
   it("answers 408 to a head that trickles in (slowloris)", async () => {
@@ -78,19 +84,19 @@ describe("browser connections", () => {
   });
 
   it("refuses a body over --max-request-body with 413, by its length or as it arrives", async () => {
-    const declared = await rawExchange(port, `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nContent-Length: 2097152\r\n\r\n`, 3000);
+    const declared = await rawExchange(port, `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nContent-Length: 2097152\r\n\r\n`);
     assert.equal(statusOf(declared.text), 413);
     assert.equal(declared.timedOut, false, "the connection is closed");
     const chunk = "100000\r\n" + "x".repeat(0x100000) + "\r\n";
-    const streamed = await rawExchange(port, `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n` + chunk + chunk, 3000);
+    const streamed = await rawExchange(port, `POST /upload HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n` + chunk + chunk);
     assert.equal(statusOf(streamed.text), 413);
     const small = await request({ port, host, path: "/upload", method: "POST", headers: { Cookie: `authorization=${TOKEN}` }, body: Buffer.alloc(1000) });
     assert.equal(small.status, 200, "a body under the limit passes");
   });
 
   it("closes idle keep-alive connections after the limit", async () => {
-    const ms = await closedAfter(port, `GET /hello HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`, "", 100_000, 8000);
-    assert.ok(ms > 1000 && ms < 6000, `closed after ${ms} ms`);
+    const ms = await closedAfter(port, `GET /hello HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`, "", 100_000, 30_000);
+    assert.ok(ms > 1000, `closed after ${ms} ms, not before the limit of 1500 ms`);
   });
 
   it("closes a keep-alive connection silently after a body that came with its head, not with a 408 (regression)", async () => {
@@ -101,7 +107,7 @@ describe("browser connections", () => {
       socket.on("data", (c: string) => { data += c; });
       socket.on("error", () => {});
       socket.on("close", () => resolve(data));
-      setTimeout(() => socket.destroy(), 8000);
+      setTimeout(() => socket.destroy(), 30_000);
     });
     assert.equal(statusOf(text), 200);
     assert.ok(!text.includes("408"), `nothing but the upload's answer: ${JSON.stringify(text)}`);
@@ -109,7 +115,7 @@ describe("browser connections", () => {
 
   it("keeps an HTTP/1.0 connection that asks for keep-alive, and says so (regression)", async () => {
     const one = `GET /hello HTTP/1.0\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\nConnection: keep-alive\r\n\r\n`;
-    const { text } = await rawExchange(port, one + one, 1000);
+    const { text } = await rawExchange(port, one + one, { until: (t) => t.split("hello\n").length - 1 === 2 });
     assert.equal(text.split("HTTP/1.1 200").length - 1, 2);
     assert.match(text, /\r\nConnection: keep-alive\r\n/i);
   });
@@ -128,26 +134,27 @@ describe("browser connections", () => {
   it("never serves bytes that followed a bodiless response to the next request (regression)", async () => {
     const head = `HEAD /head-leak HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`;
     const get = `GET /hello HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`;
-    const { text } = await rawExchange(port, head + get, 1500);
+    const { text } = await rawExchange(port, head + get, { until: (t) => t.endsWith("hello\n") });
     assert.ok(!text.includes("FORGED") && !text.includes("X-Forged"), text);
     assert.match(text, /hello\n$/);
   });
 
   it("keeps the framing of a response whose Connection field names Content-Length (regression)", async () => {
-    const started = Date.now();
     const res = await request({ port, host, path: "/strip-length", headers: { Cookie: `authorization=${TOKEN}` } });
     assert.equal(res.text, "hello");
     assert.equal(res.headers["content-length"], "5");
-    assert.ok(Date.now() - started < 1000);
   });
 
   it("reports requests in progress and adds a Date field to its own responses", async () => {
-    const slow = request({ port, host, path: "/slow?n=600", headers: { Cookie: `authorization=${TOKEN}` } });
-    await new Promise((r) => setTimeout(r, 200));
+    const cookie = { Cookie: `authorization=${TOKEN}` };
+    const held = request({ port, host, path: "/hold", headers: cookie });
+    // The held request is active once the app has it; the status request counts itself.
+    assert.ok(await waitFor(async () => (await request({ port, host, path: "/holding", headers: cookie })).text === "1"), "the app holds the request");
     const during = await request({ port, host, path: "/_conductor/status" });
     assert.match(String(during.headers.date), /GMT$/);
-    assert.equal(JSON.parse(during.text).requestActive, 2, "the slow request and the status request itself");
-    await slow;
+    assert.equal(JSON.parse(during.text).requestActive, 2, "the held request and the status request itself");
+    await request({ port, host, path: "/release", headers: cookie });
+    assert.equal((await held).text, "released\n");
     const after = JSON.parse((await request({ port, host, path: "/_conductor/status" })).text);
     assert.equal(after.requestActive, 1);
   });

@@ -62,25 +62,40 @@ export function request(r: TestRequest): Promise<TestResponse> {
   });
 }
 
+/** How a raw exchange ends besides the server closing: when `until` holds for what came back, or after `timeoutMs`. */
+export interface RawExchangeOptions {
+  /** Stop as soon as this holds for the text received so far. */
+  until?: (text: string) => boolean;
+  /** A failure guard: give up after this long (default 30 s). */
+  timeoutMs?: number;
+  /** Half-close the connection after writing. */
+  halfClose?: boolean;
+}
+
 /**
  * Writes `bytes` to 127.0.0.1:`port` (then half-closes, with `halfClose`) and
- * collects everything that comes back until the server closes or `timeoutMs`
- * passes; `timedOut` tells which.
+ * collects everything that comes back until the server closes, `until` holds
+ * or `timeoutMs` passes; `timedOut` tells whether the guard ended it.
  */
-export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 3000, halfClose = false): Promise<{ text: string; timedOut: boolean }> {
+export function rawExchange(port: number, bytes: string | Buffer, options: RawExchangeOptions = {}): Promise<{ text: string; timedOut: boolean }> {
+  const { until, timeoutMs = 30_000, halfClose = false } = options;
   return new Promise((resolve) => {
     const socket = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
     let done = false;
+    const text = (): string => Buffer.concat(chunks).toString("latin1");
     const finish = (timedOut: boolean): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       socket.destroy();
-      resolve({ text: Buffer.concat(chunks).toString("latin1"), timedOut });
+      resolve({ text: text(), timedOut });
     };
     const timer = setTimeout(() => finish(true), timeoutMs);
-    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("data", (c: Buffer) => {
+      chunks.push(c);
+      if (until?.(text())) finish(false);
+    });
     socket.on("close", () => finish(false));
     socket.on("error", () => finish(false));
     const data = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes;

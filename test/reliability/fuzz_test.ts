@@ -14,6 +14,7 @@ import { test } from "node:test";
 import { startGateway } from "../helpers/gateway.ts";
 import { rawExchange, request, statusOf } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { envNumber, fdCount, recordFigures, seededRandom } from "./report.ts";
 
 const SEED = envNumber("CONDUCTOR_FUZZ_SEED", Date.now() % 1_000_000);
@@ -102,12 +103,12 @@ test(`fuzz: ${CASES} random HTTP heads and ${Math.round(CASES / 5)} control line
   // Cases are made in order from the seed, and sent eight at a time.
   for (let first = 0; first < CASES; first += 8) {
     const batch = Array.from({ length: Math.min(8, CASES - first) }, () => httpCase(rand, host));
-    const answers = await Promise.all(batch.map((bytes) => rawExchange(gw.port, bytes, 5000, true)));
+    const answers = await Promise.all(batch.map((bytes) => rawExchange(gw.port, bytes, { timeoutMs: 20_000, halfClose: true })));
     answers.forEach(({ text, timedOut: hung }, j) => {
       const bytes = batch[j];
       const status = statusOf(text);
       statuses[status] = (statuses[status] ?? 0) + 1;
-      if (hung) failures.push(`case ${first + j}: no answer and not closed within 5 s: ${JSON.stringify(bytes.toString("latin1").slice(0, 200))}`);
+      if (hung) failures.push(`case ${first + j}: no answer and not closed within 20 s: ${JSON.stringify(bytes.toString("latin1").slice(0, 200))}`);
       else if (status !== 0 && !ALLOWED.has(status)) failures.push(`case ${first + j}: status ${status}: ${JSON.stringify(bytes.toString("latin1").slice(0, 200))}`);
     });
     if (first % 48 === 40) {
@@ -143,10 +144,7 @@ test(`fuzz: ${CASES} random HTTP heads and ${Math.round(CASES / 5)} control line
   assert.equal(await valid(), 200, "a valid request still succeeds");
   // Finished connections linger up to 5 s, swept once a second.
   let fdsAfter = await fdsOutsidePool();
-  for (let i = 0; i < 100 && fdsAfter > fdsBefore; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    fdsAfter = await fdsOutsidePool();
-  }
+  await waitFor(async () => (fdsAfter = await fdsOutsidePool()) <= fdsBefore, 60_000);
   const leftoverDirs = readdirSync(join(gw.runtimeDir, "sockets")).length;
   recordFigures("fuzz", { seed: SEED, httpCases: CASES, controlCases, statuses, controlReplies: replies, validInterleaved: interleaved, fdsBefore, fdsAfter, clientDirectoriesLeft: leftoverDirs - 1, failures: failures.length });
   assert.deepEqual(failures, []);
