@@ -49,6 +49,8 @@ export interface GatewayOptions {
   /** Largest request body accepted, in bytes (413 beyond); 0 for no limit. */
   maxRequestBody?: number;
   pool?: PoolOptions;
+  /** How long close() lets responses in progress finish before it cuts them, in ms (default 5 s). */
+  shutdownGraceMs?: number;
 }
 
 /** A running gateway. */
@@ -133,7 +135,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         front.closeIdle();
         await controlServer.close();
-        const grace = setTimeout(() => front.destroyAll(), 5_000);
+        const grace = setTimeout(() => front.destroyAll(), options.shutdownGraceMs ?? 5_000);
         await stopped;
         clearTimeout(grace);
         front.destroyAll();
