@@ -80,8 +80,10 @@ test("conductor reconnects when the SSH master dies and when the gateway restart
 test("an app exiting with status 3 ends conductor with status 1 and leaves nothing behind", { skip }, async (t) => {
   const sshd = await startSshd(t);
   const gw = await startGateway(t);
-  const client = startConductor(t, sshd, gw, { key: "short", command: [process.execPath, fixture("serve"), "--exit", "3", "--after", "1500"] });
+  const client = startConductor(t, sshd, gw, { key: "short", command: [process.execPath, fixture("serve"), "--exit", "3"] });
   const live = await client.live();
+  const app = client.events().find((e) => e.state === "execute")!;
+  process.kill(app.pid as number, "SIGUSR2");
   const { code } = await client.process.exited;
   assert.equal(code, 1);
   const events = client.events();
