@@ -85,11 +85,13 @@ test("a flood of control connections that never speak does not lock others out",
   const gw = await startGateway(t);
   const flood = startProcess(t, process.execPath, ["--input-type=module", "-e", `
     import * as net from "node:net";
-    const sockets = [];
-    for (let i = 0; i < 300; i++) sockets.push(net.connect(process.argv[1]).on("error", () => {}));
-    setTimeout(() => console.log("flooding"), 500);
+    let banners = 0;
+    for (let i = 0; i < 300; i++) {
+      net.connect(process.argv[1]).on("error", () => {}).once("data", () => { if (++banners === 300) console.log(JSON.stringify({ flooding: banners })); });
+    }
     process.stdin.resume(); process.stdin.on("end", () => process.exit(0));`, gw.controlPath], { user: "bob", stdin: true });
-  await flood.waitForJson(() => false, 800).catch(() => {});
+  // Every one of the 300 silent connections holds its slot (it got its banner) before alice tries.
+  await flood.waitForJson((l) => l.flooding === 300);
   const alice = await register(t, gw.controlPath, { key: "despite", token: "t" });
   assert.equal(alice.reply.status, "ok");
   assert.ok(readdirSync(join(gw.runtimeDir, "sockets")).length >= 300, "the idle connections hold their directories until they time out");
@@ -117,7 +119,7 @@ test("a tree alice builds in her client directory is not walked when it is remov
     });`, gw.controlPath, victim], { user: "alice" });
   await alice.exited;
   const dir = alice.stdout[0];
-  const warning = await gw.process.waitForJson((l) => l.msg === "cannot remove client directory; it is locked, remove it as root", 10_000, "stderr");
+  const warning = await gw.process.waitForJson((l) => l.msg === "cannot remove client directory; it is locked, remove it as root", 60_000, "stderr");
   assert.equal(warning.dir, dir);
   assert.match((warning.error as { message: string }).message, /"a" \(a directory of uid \d+ with content\), which the gateway does not walk into/);
   // What alice made inside her directory is left as it was, locked away; the link at the top is gone, its target is not.

@@ -17,6 +17,7 @@ import { startConductor } from "../helpers/conductor.ts";
 import { outputDir } from "../helpers/env.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const TOKEN = "browser-token-0123456789";
 
@@ -62,10 +63,7 @@ test("Chromium opens the auth link over TLS, keeps the cookie, and the app's pag
   const page = await open(browser, `https://${host}/_conductor/auth/${TOKEN}?next=/page`);
   assert.equal(await evaluate(browser, page, "location.href"), `https://${host}/page`, "redirected to next");
   let echo: unknown = "";
-  for (let i = 0; i < 100 && echo !== "hello from the browser"; i++) {
-    echo = await evaluate(browser, page, "document.getElementById('echo').textContent");
-    if (echo !== "hello from the browser") await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(async () => (echo = await evaluate(browser, page, "document.getElementById('echo').textContent")) === "hello from the browser");
   assert.equal(echo, "hello from the browser", "the websocket echo came back through the gateway");
   assert.equal(await evaluate(browser, page, "document.getElementById('cookies').textContent"), "(none)", "the page's script cannot read the cookie");
   const { cookies } = await browser.send("Network.getCookies", { urls: [`https://${host}/`] }, page) as { cookies: Array<Record<string, unknown>> };

@@ -123,7 +123,7 @@ test("control protocol: a directory holding more than the socket is refused and 
   assert.ok(await waitFor(async () => !existsSync(dir) || (statSync(dir).mode & 0o7777) === 0o700), "the directory is locked");
   await gw.stop();
   const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
-  await again.process.waitForJson((l) => l.msg === "cannot remove a stale client directory; it is locked, remove it as root", 5000, "stderr");
+  await again.process.waitForJson((l) => l.msg === "cannot remove a stale client directory; it is locked, remove it as root", 60_000, "stderr");
   const ok = await register(t, again.controlPath, { key: "fine", token: "tok" });
   assert.equal(ok.reply.status, "ok", "the gateway restarts and serves despite the leftover");
 });

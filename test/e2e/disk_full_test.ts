@@ -14,6 +14,7 @@ import { defer } from "../helpers/cleanup.ts";
 import { isRoot } from "../helpers/env.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { register } from "../helpers/register.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 /** Mounts a small tmpfs, or says why it cannot. */
 function tmpfs(size: string): { path: string } | string {
@@ -40,15 +41,6 @@ function fill(path: string): void {
   }
 }
 
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
-
 test("a full disk leaves the state file intact, logs its path, and the state catches up when there is room", async (t) => {
   const mounted = tmpfs("256k");
   if (typeof mounted === "string") {
@@ -69,18 +61,18 @@ test("a full disk leaves the state file intact, logs its path, and the state cat
 
   const a = await register(t, gw.controlPath, { key: "first", token: "t" });
   assert.equal(a.reply.status, "ok");
-  assert.ok(await until(() => existsSync(file) && keys().includes("first")));
+  assert.ok(await waitFor(() => existsSync(file) && keys().includes("first")));
 
   const filler = join(mnt, "filler");
   fill(filler);
   const b = await register(t, gw.controlPath, { key: "second", token: "t" });
   assert.equal(b.reply.status, "ok", "registration goes on with a full disk");
-  const logged = await gw.process.waitForJson((l) => typeof l.msg === "string" && l.msg.startsWith("Cannot save the routes of alice"), 10_000, "stderr");
+  const logged = await gw.process.waitForJson((l) => typeof l.msg === "string" && l.msg.startsWith("Cannot save the routes of alice"), 60_000, "stderr");
   assert.match(String(logged.msg), /ENOSPC/);
   assert.equal(logged.path, file);
   assert.deepEqual(keys(), ["first"], "the old version is intact");
 
   writeFileSync(filler, "");
-  assert.ok(await until(() => keys().includes("second"), 15_000), "the state caught up");
+  assert.ok(await waitFor(() => keys().includes("second")), "the state caught up");
   assert.deepEqual(keys(), ["first", "second"]);
 });

@@ -116,7 +116,7 @@ test("the library publishes, shows, verifies and lists like the command", { skip
   const dir = userDir(t, "alice");
   const options = sshd.clientOptions("alice");
   const program = startProcess(t, process.execPath, [fixture("library_user"), `alice@127.0.0.1:${sshd.port}${gw.controlPath}`, join(dir, "lib.sock"), ...options], { user: "alice", stdin: true });
-  const seen = await program.waitForJson((l) => Array.isArray(l.urls), 30_000);
+  const seen = await program.waitForJson((l) => Array.isArray(l.urls));
   assert.deepEqual(seen.listed, ["library"]);
   assert.equal(seen.shownToken, "library-token-0123");
   assert.equal(seen.verifyRight, true);
@@ -125,7 +125,7 @@ test("the library publishes, shows, verifies and lists like the command", { skip
   assert.equal(seen.authLink, `http://${urls[0]}/_conductor/auth/library-token-0123`);
   assert.equal((await request({ port: gw.port, host: urls[0], path: "/hello", headers: { Cookie: "authorization=library-token-0123" } })).status, 200);
   program.child.stdin!.end();
-  const closed = await program.waitForJson((l) => l.closed === true, 15_000);
+  const closed = await program.waitForJson((l) => l.closed === true);
   assert.equal(closed.afterClose, null);
   assert.equal((await request({ port: gw.port, host: urls[0], path: "/hello", headers: { Cookie: "authorization=library-token-0123" } })).status, 404);
 });

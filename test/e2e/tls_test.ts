@@ -53,7 +53,7 @@ test("TLS: an allowed client certificate gets through, another one fails at the 
   copyFileSync(renewed.cert, live.cert);
   copyFileSync(renewed.key, live.key);
   gw.process.child.kill("SIGHUP");
-  await gw.process.waitForJson((l) => l.msg === "TLS files reloaded", 10_000, "stderr");
+  await gw.process.waitForJson((l) => l.msg === "TLS files reloaded", 60_000, "stderr");
 
   assert.deepEqual(await fetchThrough(gw.port, host, agent), { status: 200, fingerprint: server.fingerprint, reused: true },
     "the connection opened before the reload still serves, with its certificate");

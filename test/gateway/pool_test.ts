@@ -43,7 +43,7 @@ function recorder(): ExchangeHandler & { ended: Promise<string> } {
   const ended = new Promise<string>((resolve) => {
     settle = resolve;
     // Long enough for any machine; a hang is what is being tested for.
-    setTimeout(() => resolve("still waiting after 10 s"), 10_000).unref();
+    setTimeout(() => resolve("still waiting after 60 s"), 60_000).unref();
   });
   return {
     ended,
