@@ -8,6 +8,7 @@
  */
 import { parseServerArgs, SERVER_HELP } from "../gateway/cli.ts";
 import { startGateway } from "../gateway/service.ts";
+import { takeActivatedSocket } from "../gateway/socket_activation.ts";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
@@ -15,7 +16,7 @@ import { VERSION } from "../lib/version.ts";
 async function main(argv: string[]): Promise<number> {
   let command;
   try {
-    command = parseServerArgs(argv);
+    command = parseServerArgs(argv, takeActivatedSocket(process.env, process.pid));
   } catch (err) {
     process.stderr.write(`conductor-server: ${messageOf(err)}\n`);
     return 2;

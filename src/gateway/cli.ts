@@ -43,6 +43,9 @@ Front end:
       --trust-forwarded        keep X-Forwarded-For/-Proto/-Host from requests (a
                                reverse proxy sets them); the default with --sock
 
+  Started by a systemd .socket unit (LISTEN_FDS), it serves the one socket the
+  unit holds, and --port, --bind, --sock and --sock-group do not apply.
+
 Control socket and limits:
   -r, --runtime-dir DIR        holds the control socket DIR/client and the client
                                directories DIR/sockets (default ${DEFAULT_RUNTIME_DIR})
@@ -68,8 +71,11 @@ export type ServerCommand =
   | { kind: "version" }
   | { kind: "run"; options: GatewayOptions; verbose: boolean };
 
-/** Parses conductor-server's arguments; throws `CONDUCTOR_ERR_USAGE` with the reason. */
-export function parseServerArgs(argv: string[]): ServerCommand {
+/**
+ * Parses conductor-server's arguments, given the descriptor of the socket
+ * systemd passed, if any; throws `CONDUCTOR_ERR_USAGE` with the reason.
+ */
+export function parseServerArgs(argv: string[], listenFd?: number): ServerCommand {
   let values;
   try {
     ({ values } = parseArgs({
@@ -114,6 +120,13 @@ export function parseServerArgs(argv: string[]): ServerCommand {
   if ((cert === undefined) !== (key === undefined)) throw usage("--ssl-cert-file and --ssl-key-file go together");
   if (allowed !== undefined && cert === undefined) throw usage("--ssl-allowed-clients needs --ssl-cert-file and --ssl-key-file");
   if (values["sock-group"] !== undefined && values.sock === undefined) throw usage("--sock-group needs --sock");
+  if (listenFd !== undefined) {
+    const given = (["port", "bind", "sock", "sock-group"] as const).filter((name) => values[name] !== undefined);
+    if (given.length > 0) {
+      throw usage(`systemd passed a listening socket (socket activation), so --${given.join(", --")} cannot apply: ` +
+        "drop the option, or set ListenStream=, SocketGroup= and SocketMode= in the .socket unit instead");
+    }
+  }
   return {
     kind: "run",
     verbose: values.verbose ?? false,
@@ -122,6 +135,7 @@ export function parseServerArgs(argv: string[]): ServerCommand {
       bind: values.bind,
       sock: values.sock,
       sockGroup: values["sock-group"],
+      listenFd,
       runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR,
       stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
       domains: values.domain ?? [],

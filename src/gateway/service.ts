@@ -32,6 +32,8 @@ export interface GatewayOptions {
   sock?: string;
   /** Group (name or gid) given the `sock` socket: the reverse proxy's. */
   sockGroup?: string;
+  /** Listen on this descriptor, a socket systemd opened (socket activation), instead of `port` or `sock`. */
+  listenFd?: number;
   runtimeDir: string;
   /** Durable state (users' routes), kept across restarts. */
   stateDir: string;
@@ -58,8 +60,8 @@ export interface Gateway {
   readonly routes: RouteTable;
   readonly stats: Stats;
   readonly control: ControlServer;
-  /** The TCP port or UNIX socket path the front end listens on. */
-  readonly address: { port: number } | { path: string };
+  /** The TCP port or UNIX socket path the front end listens on, or the descriptor of a UNIX socket systemd passed. */
+  readonly address: { port: number } | { path: string } | { fd: number };
   /** Re-reads the TLS files and uses them for new connections; open ones are kept. */
   reloadTls(): Promise<void>;
   /** Stops everything; live routes stay in the state for the next start. Safe to call twice. */
@@ -99,7 +101,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     control = await startControlServer({
       state,
       // Behind a reverse proxy on a UNIX socket, browsers are expected to come over TLS.
-      scheme: tls !== undefined || options.sock !== undefined ? "https" : "http",
+      scheme: tls !== undefined || !("port" in address) ? "https" : "http",
       runtimeDir: options.runtimeDir,
       routes,
       stats,
@@ -147,6 +149,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
 }
 
 async function listen(server: Server, options: GatewayOptions): Promise<Gateway["address"]> {
+  if (options.listenFd !== undefined) return listenOnFd(server, options.listenFd);
   if (options.sock !== undefined) {
     const path = options.sock;
     const gid = options.sockGroup === undefined ? null : await proxyGroupId(options.sockGroup);
@@ -180,6 +183,17 @@ async function listen(server: Server, options: GatewayOptions): Promise<Gateway[
     server.listen({ port: options.port, host: options.bind }, () => resolve());
   });
   return { port: (server.address() as AddressInfo).port };
+}
+
+/** Listens on a socket systemd passed; its file, if any, stays systemd's. */
+async function listenOnFd(server: Server, fd: number): Promise<Gateway["address"]> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) => reject(new ConductorError("CONDUCTOR_ERR_USAGE",
+      `Cannot listen on the socket systemd passed (descriptor ${fd}): ${messageOf(err)}; check ListenStream= in the .socket unit`, { cause: err })));
+    server.listen({ fd }, () => resolve());
+  });
+  const bound = server.address();
+  return bound !== null && typeof bound === "object" ? { port: bound.port } : { fd };
 }
 
 /** The gid of `--sock-group`, which must not be the gateway's own group: that one reaches every app socket. */

@@ -1,0 +1,60 @@
+/**
+ * conductor-server started the way a systemd .socket unit starts it, with
+ * systemd-socket-activate: it serves browsers on the socket it was given
+ * (the first connection, which started it, included) and registers routes.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { test } from "node:test";
+import { request } from "../helpers/http.ts";
+import { makeRuntimeDir } from "../helpers/gateway.ts";
+import { bin } from "../helpers/install.ts";
+import { startProcess } from "../helpers/process.ts";
+import { register } from "../helpers/register.ts";
+
+const ACTIVATE = "/usr/bin/systemd-socket-activate";
+const skip = spawnSync(ACTIVATE, ["--version"]).error === undefined ? false : "systemd-socket-activate is not installed (apt-get install systemd)";
+
+/** A TCP port that was free a moment ago. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+test("conductor-server serves the socket systemd holds for it, from the connection that started it on", { skip }, async (t) => {
+  const runtimeDir = makeRuntimeDir(t);
+  const port = await freePort();
+  const gateway = startProcess(t, ACTIVATE, ["-l", `127.0.0.1:${port}`, "-E", "PATH",
+    process.execPath, bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-v"], { user: "conductor" });
+  // systemd-socket-activate holds the port and starts the gateway on the first connection, as systemd does.
+  await gateway.waitForLine((l) => l.startsWith(`Listening on 127.0.0.1:${port} as 3.`), 60_000, "stderr");
+  const first = await request({ port, host: "nowhere.localhost", path: "/" });
+  // An unknown host is 503 ("just started") until the gateway is ready, 404 after: either is the gateway's answer.
+  assert.ok([404, 503].includes(first.status), `the connection that started the gateway is answered by it: ${first.status}`);
+  assert.match(first.text, /conductor/i);
+  const ready = await gateway.waitForJson((l) => l.msg === "gateway listening", 60_000, "stderr");
+  assert.equal(ready.port, port, "the port is the one systemd passed");
+
+  const reg = await register(t, join(runtimeDir, "client"), { key: "activated", token: "activated-token-01" });
+  const host = (reg.reply.urls as string[])[0];
+  assert.match(host, new RegExp(`^activated-[a-z0-9_-]+\\.localhost:${port}$`), "the default domain names the port systemd passed");
+  const hello = await request({ port, host, path: "/hello", headers: { Cookie: "authorization=activated-token-01" } });
+  assert.equal(hello.text, "hello\n");
+  await gateway.stop();
+});
+
+test("conductor-server refuses --port when systemd passed it a socket, and says what to change", { skip }, async (t) => {
+  const port = await freePort();
+  const gateway = startProcess(t, ACTIVATE, ["-l", `127.0.0.1:${port}`, process.execPath, bin("conductor-server"), "--port", "9999"], { user: "conductor" });
+  await gateway.waitForLine((l) => l.startsWith(`Listening on 127.0.0.1:${port} as 3.`), 60_000, "stderr");
+  await request({ port, host: "x", path: "/" }).catch(() => undefined);
+  const { code } = await gateway.exited;
+  await gateway.closed;
+  assert.equal(code, 2);
+  assert.match(gateway.stderr.join("\n"), /conductor-server: systemd passed a listening socket \(socket activation\), so --port cannot apply/);
+});
