@@ -28,6 +28,8 @@ export interface ConductorStart {
   /** Use this app socket path instead of a fresh one. */
   appSocket?: string;
   env?: NodeJS.ProcessEnv;
+  /** Run this executable (an installed launcher) instead of the built conductor with node. */
+  program?: string;
 }
 
 /** A running client. */
@@ -61,7 +63,7 @@ export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, opti
   const dir = userDir(t, user);
   const appSocket = options.appSocket ?? join(dir, "app.sock");
   const destination = `${sshd.loginName(user)}@127.0.0.1:${sshd.port}${gw.controlPath}`;
-  const args = [bin("conductor"), ...(options.args ?? [])];
+  const args = [...(options.program === undefined ? [bin("conductor")] : []), ...(options.args ?? [])];
   if (options.key !== undefined) args.push("-k", options.key);
   for (const o of sshd.clientOptions(user)) args.push("-o", o);
   args.push(destination, appSocket, "--", ...(options.command ?? [process.execPath, fixture("serve")]));
@@ -69,7 +71,7 @@ export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, opti
   const stateEnv = { XDG_STATE_HOME: join(dir, "state") };
   const env: NodeJS.ProcessEnv = { ...stateEnv, ...options.env };
   if (options.token !== undefined) env.CONDUCTOR_TOKEN = options.token;
-  const proc = startProcess(t, process.execPath, args, { user, env, cwd: dir });
+  const proc = startProcess(t, options.program ?? process.execPath, args, { user, env, cwd: dir });
   return {
     process: proc,
     appSocket,

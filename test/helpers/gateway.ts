@@ -38,6 +38,8 @@ export interface GatewayStart {
   groups?: string[];
   /** Options for node itself, before the program (e.g. `--inspect=127.0.0.1:0`). */
   nodeArgs?: string[];
+  /** Run this executable (an installed launcher) instead of the built conductor-server with node. */
+  program?: string;
 }
 
 /** A fresh runtime directory owned by the gateway's user; removed when `t` ends. */
@@ -56,7 +58,9 @@ export function makeRuntimeDir(t: Cleanup): string {
 export async function startGateway(t: Cleanup, options: GatewayStart = {}): Promise<TestGateway> {
   const runtimeDir = options.runtimeDir ?? makeRuntimeDir(t);
   const args = ["-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", "-v", ...(options.args ?? [])];
-  const proc = startProcess(t, process.execPath, [...(options.nodeArgs ?? []), bin("conductor-server"), ...args], { user: "conductor", env: options.env, groups: options.groups });
+  const proc = options.program !== undefined
+    ? startProcess(t, options.program, args, { user: "conductor", env: options.env, groups: options.groups })
+    : startProcess(t, process.execPath, [...(options.nodeArgs ?? []), bin("conductor-server"), ...args], { user: "conductor", env: options.env, groups: options.groups });
   const ready = await proc.waitForJson((l) => l.msg === "gateway listening", 60_000, "stderr");
   const port = typeof ready.port === "number" ? ready.port : 0;
   const domains = ready.domains as string[];

@@ -103,7 +103,7 @@ export async function startFrontNginx(t: Cleanup, sock: string, cert: { cert: st
     .replace("server_name *.apps.example.org;", "server_name *.apps.localhost;")
     .replace("/etc/ssl/apps.example.org/fullchain.pem", cert.cert)
     .replace("/etc/ssl/apps.example.org/privkey.pem", cert.key)
-    .replace("unix:/run/conductor/http.sock", `unix:${sock}`);
+    .replace("unix:/run/conductor-http.sock", `unix:${sock}`);
   // A free port can be taken by another test before nginx binds it: then try another.
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
