@@ -24,24 +24,43 @@ function firstLine(socket: Socket): Promise<string> {
   });
 }
 
-test("control socket: connections beyond the limit are refused, one closing at once does not crash, idle ones time out", async (t) => {
+/** An in-process gateway with a small pending-connection pool. */
+async function floodGateway(t: Parameters<typeof defer>[0], configTimeoutMs: number) {
   const dir = mkdtempSync(join(tmpdir(), "conductor-flood-"));
   defer(t, () => rmSync(dir, { recursive: true, force: true }));
-  const gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, stateDir: join(dir, "state"), domains: [], trustForwarded: false, maxPending: 3, configTimeoutMs: 500 }, silentLogger);
+  const gw = await startGateway({ port: 0, bind: "127.0.0.1", runtimeDir: dir, stateDir: join(dir, "state"), domains: [], trustForwarded: false, maxPending: 3, configTimeoutMs }, silentLogger);
   defer(t, () => gw.close());
-  const port = (gw.address as { port: number }).port;
+  return gw;
+}
+
+/** Opens `n` control connections that never speak, each once it got its banner. */
+async function silentConnections(path: string, n: number): Promise<Socket[]> {
   const idle: Socket[] = [];
-  for (let i = 0; i < 3; i++) {
-    const s = connect(gw.control.path);
+  for (let i = 0; i < n; i++) {
+    const s = connect(path);
     idle.push(s);
     assert.match(await firstLine(s), /"directory"/);
   }
+  return idle;
+}
+
+test("control socket: connections beyond the limit are refused, and one closing at once does not crash the gateway", async (t) => {
+  // Silent connections keep their slots for as long as this test needs: the refusal does not race their time-out.
+  const gw = await floodGateway(t, 600_000);
+  const idle = await silentConnections(gw.control.path, 3);
   // Over the limit, closing right away: the refusal's write fails and must not take the gateway down.
   for (let i = 0; i < 20; i++) connect(gw.control.path).on("error", () => {}).destroy();
   const over = connect(gw.control.path);
   assert.match(await firstLine(over), /the gateway is busy/);
+  const port = (gw.address as { port: number }).port;
   assert.equal((await request({ port, host: "x.localhost", path: "/_conductor/status" })).status, 200);
-  // The idle ones are closed after the config time-out, and new clients get in again.
+  for (const s of idle) s.destroy();
+});
+
+test("control socket: silent connections are closed after the config time-out, and new clients get in again", async (t) => {
+  const gw = await floodGateway(t, 2000);
+  // They fill the pool; whether or not each got its banner before its time ran out, the gateway closes it.
+  const idle = [1, 2, 3].map(() => connect(gw.control.path).on("error", () => {}).resume());
   await Promise.all(idle.map((s) => new Promise((r) => s.once("close", r))));
   const fresh = connect(gw.control.path);
   assert.match(await firstLine(fresh), /"directory"/);
