@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { isAbsolute, resolve } from "node:path";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { normalizeKey, normalizeName } from "../control/protocol.ts";
+import { parseDuration } from "../lib/duration.ts";
 import { parseDestination, type Destination } from "../ssh/destination.ts";
 
 /** `conductor --help`. */
@@ -41,6 +42,13 @@ Options of a run:
       --tls            make a key and a self-signed certificate for the app
                        (kept in the state directory), passed to it in
                        CONDUCTOR_TLS_CERT and CONDUCTOR_TLS_KEY
+      --idle-timeout DURATION
+                       when no browser has used the app for DURATION (90,
+                       30s, 15m, 2h; counted from going live), print an
+                       "idle" event, stop the app and exit 0, so that a batch
+                       job ends and frees its allocation; requests, uploads
+                       and websocket messages from browsers count, websocket
+                       pings and the app's own traffic do not (default: never)
   -o, --ssh-option OPTION
                        pass '-o OPTION' to ssh, e.g. -o Port=2222 or
                        -o IdentityFile=~/.ssh/cluster; repeatable
@@ -107,6 +115,8 @@ export interface ClientArgs {
   name: string;
   replace: boolean;
   tls: boolean;
+  /** Stop after this long without browser activity, in ms; null for never. */
+  idleTimeoutMs: number | null;
   verbose: boolean;
   sshOptions: string[];
 }
@@ -116,6 +126,7 @@ const RUN_OPTIONS = {
   name: { type: "string", short: "n" },
   replace: { type: "boolean", short: "r" },
   tls: { type: "boolean" },
+  "idle-timeout": { type: "string" },
   verbose: { type: "boolean", short: "v" },
   "ssh-option": { type: "string", short: "o", multiple: true },
   version: { type: "boolean", short: "V" },
@@ -123,7 +134,7 @@ const RUN_OPTIONS = {
 } as const;
 
 /** Long options that take the next argument as their value. */
-const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option"]);
+const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout"]);
 /** Short options that take a value: the rest of their argument, or the next one. */
 const SHORT_WITH_VALUE = new Set(["k", "n", "o"]);
 
@@ -168,6 +179,8 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
   const sshOptions = checkSshOptions(values["ssh-option"] ?? []);
   const key = values.key === undefined || values.key === "" ? null : wrap(() => normalizeKey(values.key));
   const name = values.name === undefined ? key ?? "none" : wrap(() => normalizeName(values.name));
+  const idle = values["idle-timeout"];
+  const idleTimeoutMs = idle === undefined ? null : wrap(() => parseDuration(idle, "--idle-timeout")) * 1000;
   return {
     kind: "run",
     options: {
@@ -179,6 +192,7 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
       name,
       replace: values.replace ?? false,
       tls: values.tls ?? false,
+      idleTimeoutMs,
       verbose: values.verbose ?? false,
       sshOptions,
     },

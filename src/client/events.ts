@@ -11,6 +11,7 @@
  * | live | config: { auth, key, urls } (and name, and fingerprint with --tls) |
  * | dead | |
  * | failed | reason |
+ * | idle | seconds (since the last browser activity), and reason when the gateway closed the route (--max-idle) |
  * | exit | status |
  *
  * @module
@@ -29,6 +30,7 @@ export type ClientEvent =
   | { state: "live"; config: { auth: string; key: string; urls: string[]; name?: string; fingerprint?: string } }
   | { state: "dead" }
   | { state: "failed"; reason: string }
+  | { state: "idle"; seconds: number; reason?: string }
   | { state: "exit"; status: number };
 
 /** Where events go. */

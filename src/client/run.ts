@@ -18,6 +18,7 @@ import type { ClientArgs } from "./cli.ts";
 import type { EventSink } from "./events.ts";
 import type { Backoff } from "./publish.ts";
 import { keepPublished } from "./publish.ts";
+import { IdleWatch } from "./idle.ts";
 import { GatewaySession, type Registration } from "./session.ts";
 import { socketExposure } from "./privacy.ts";
 import { inspectSocketPath } from "./socket_owner.ts";
@@ -82,6 +83,25 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   let listened = false;
   app.ready().then(() => { listened = true; }, () => {});
   let warnedExposure = false;
+  // --idle-timeout, and the gateway's own --max-idle: the run ends as after a signal, and exits 0.
+  let endIdle!: () => void;
+  const idleEnded = new Promise<"idle">((resolve) => { endIdle = () => resolve("idle"); });
+  const idleWatch = args.idleTimeoutMs === null ? null : new IdleWatch(args.idleTimeoutMs, (seconds) => {
+    stopping = true;
+    events({ state: "idle", seconds });
+    endIdle();
+  });
+  const onControl = (message: Record<string, unknown>): void => {
+    if (message.op === "activity" && typeof message.idle === "number") idleWatch?.activity(message.idle);
+    if (message.op === "close" && !stopping) {
+      stopping = true;
+      idleWatch?.stop();
+      const reason = typeof message.reason === "string" ? message.reason : "the gateway closed the route";
+      events({ state: "idle", seconds: typeof message.idle === "number" ? message.idle : 0, reason });
+      endIdle();
+    }
+  };
+  let warnedActivity = false;
   const ssh: SshSettings = {
     ssh: env.CONDUCTOR_SSH || "ssh",
     destination: args.destination,
@@ -108,6 +128,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     },
     events,
     logger,
+    onControl,
   });
 
   let stopping = false;
@@ -117,15 +138,21 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     return "signal" as const;
   });
   const appEnded = app.exited.then(() => "app" as const);
-  const ended = Promise.race([stop, appEnded]);
+  const ended = Promise.race([stop, appEnded, idleEnded]);
 
   const started = new Date().toISOString();
   const record = (registration: Registration): ServiceRecord => ({
     name: args.name, kind: "http", key: args.key ?? "none", gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
     token, ...selfPid(), started, socket: args.appSocket, ...(tls === undefined ? {} : { tls }),
   });
-  const onLive = (registration: Registration): Promise<void> =>
-    saveService(registry, record(registration)).catch((err) => logger.warn("cannot record the service for show and list", { dir: registry, error: messageOf(err) }));
+  const onLive = (registration: Registration): Promise<void> => {
+    if (idleWatch !== null && registration.activity) idleWatch.start();
+    else if (idleWatch !== null && !warnedActivity) {
+      warnedActivity = true;
+      logger.warn("this gateway does not report browser activity (an older conductor-server): --idle-timeout is not armed", { gateway: args.gateway });
+    }
+    return saveService(registry, record(registration)).catch((err) => logger.warn("cannot record the service for show and list", { dir: registry, error: messageOf(err) }));
+  };
   const published = keepPublished(session, { events, logger, done: () => app.done || stopping, ended, onLive, backoff: ctx.backoff })
     .then(() => "published" as const, (err: unknown) => {
       events({ state: "failed", reason: messageOf(err) });
@@ -134,6 +161,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
 
   const why = await Promise.race([ended, published]);
   stopping = true;
+  idleWatch?.stop();
   const status = await app.stop();
   const neverListened = why === "app" && !listened;
   if (neverListened) {
@@ -146,7 +174,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   await removeService(registry, args.name, process.pid).catch(() => {});
   await removeStaleSocket(args.appSocket);
   if (why === "failed" || neverListened) return EXIT_ERROR;
-  if (why === "signal") return EXIT_OK;
+  if (why === "signal" || why === "idle") return EXIT_OK;
   return status === 0 ? EXIT_OK : EXIT_ERROR;
 }
 

@@ -41,6 +41,8 @@ export interface SessionOptions {
   logger: Logger;
   /** Time to wait for each line from the gateway, in ms. Default 30 s. */
   lineTimeoutMs?: number;
+  /** Receives what the gateway sends on a live registration (`{"op": "activity"}`, `{"op": "close"}`). */
+  onControl?: (message: Record<string, unknown>) => void;
 }
 
 /** The gateway refused the registration: trying again would not help. */
@@ -56,6 +58,8 @@ export interface Registration {
   urls: string[];
   /** The scheme browsers use to reach the gateway. */
   scheme: "http" | "https";
+  /** The gateway reports browser activity on this registration. */
+  activity: boolean;
   /** Resolves when the control connection ends. */
   closed: Promise<void>;
 }
@@ -117,7 +121,14 @@ export class GatewaySession {
       if (reply.status === "error") throw new RegistrationRefused(reply.reason);
       registered = true;
       o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra } });
-      return { urls: reply.urls, scheme: reply.scheme, closed: lines.closed };
+      lines.follow((line) => {
+        try {
+          o.onControl?.(decodeLine(line));
+        } catch (err) {
+          o.logger.debug("ignoring a line from the gateway", { error: messageOf(err) });
+        }
+      });
+      return { urls: reply.urls, scheme: reply.scheme, activity: reply.activity, closed: lines.closed };
     } finally {
       if (this.#closed) {
         // close() ran meanwhile and cancelled what was current then: no forward of this run may outlive it.
@@ -280,12 +291,15 @@ export class GatewaySession {
 interface LineQueue {
   /** The next line, within the time limit; `what` names it in errors. */
   next(what: string): Promise<string>;
+  /** From now on, hands every line to `handler` as it comes, those already queued first. */
+  follow(handler: (line: string) => void): void;
   closed: Promise<void>;
 }
 
 /** Lines from a socket, awaited one at a time with a time limit, and a promise of its end. */
 function lineQueue(socket: Socket, timeoutMs: number): LineQueue {
   const lines: string[] = [];
+  let follower: ((line: string) => void) | null = null;
   let ended = false;
   let wake: (() => void) | null = null;
   let resolveClosed!: () => void;
@@ -296,13 +310,21 @@ function lineQueue(socket: Socket, timeoutMs: number): LineQueue {
     wake?.();
   };
   readLines(socket, {
-    line: (line) => { lines.push(line); wake?.(); },
+    line: (line) => {
+      if (follower !== null) return follower(line);
+      lines.push(line);
+      wake?.();
+    },
     end: () => finish(),
     overflow: () => { socket.destroy(); finish(); },
   });
   socket.once("close", finish);
   return {
     closed,
+    follow(handler) {
+      follower = handler;
+      for (const line of lines.splice(0)) handler(line);
+    },
     async next(what) {
       const deadline = Date.now() + timeoutMs;
       while (lines.length === 0) {

@@ -9,6 +9,7 @@ import type { Socket } from "node:net";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { RoutePool } from "../gateway/pool.ts";
 import { RECONNECT_GRACE_MS, type Route } from "../gateway/routes.ts";
+import { everySecond } from "../gateway/sweeper.ts";
 import { admit, identify } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
 import type { RouteContext } from "./waiting.ts";
@@ -29,6 +30,8 @@ export interface ControlContext extends RouteContext {
   scheme: "http" | "https";
   maxRoutesPerUser: number;
   configTimeoutMs: number;
+  /** A route without browser activity for this long is closed (--max-idle), in ms; 0 for never. */
+  maxIdleMs: number;
   /** Connections waiting for their config. */
   pending: number;
   /** Open connections. */
@@ -51,6 +54,11 @@ export class ControlConnection {
   #stopReading: (() => void) | null = null;
   /** What a live client sent after its registration (a goodbye, normally nothing), bounded. */
   #after = "";
+  /** The route's last activity told to the client. */
+  #reported = 0;
+  #stopSweep: (() => void) | null = null;
+  /** The gateway ended the registration on purpose (--max-idle): the route goes at once, like after a goodbye. */
+  #endedHere = false;
 
   constructor(socket: Socket, id: number, ctx: ControlContext) {
     this.socket = socket;
@@ -93,13 +101,15 @@ export class ControlConnection {
     if (this.#state !== LIVE) ctx.pending--;
     this.#state = CLOSED;
     this.#clearTimer();
+    this.#stopSweep?.();
+    this.#stopSweep = null;
     ctx.open.delete(this);
     const route = this.#route;
     this.#route = null;
     // A kept route stays published while the requests in progress finish; the next start takes it over.
     if (route !== null && fate === "drop") {
       // Without a goodbye the client may be reconnecting: its host answers 503, not 404, for a while.
-      if (ctx.routes.remove(route, this.#saidGoodbye() ? 0 : RECONNECT_GRACE_MS)) {
+      if (ctx.routes.remove(route, this.#endedHere || this.#saidGoodbye() ? 0 : RECONNECT_GRACE_MS)) {
         ctx.state.removeRoute(route.user, route.key, route.directory);
         ctx.logger.info("route removed", { key: route.key, user: route.user, reason });
       }
@@ -147,6 +157,7 @@ export class ControlConnection {
       authHash: admission.authHash,
       hosts: ctx.routes.hostsOf(admission.key, admission.user),
       created: Date.now(),
+      lastActivity: Date.now(),
       pool: new RoutePool(admission.socketPath, ctx.stats, ctx.pool),
       waiting: false,
       release: (why) => this.close(why),
@@ -173,8 +184,32 @@ export class ControlConnection {
       if (this.#after.length < 1024) this.#after += chunk.toString("utf8", 0, Math.min(chunk.length, 1024));
     });
     this.socket.once("end", () => this.close(this.#saidGoodbye() ? "the client said goodbye" : "the client closed the control connection"));
-    this.#reply({ status: "ok", urls: [...route.hosts], scheme: ctx.scheme });
+    // "activity": this gateway tells the client about browser activity (an extension; older clients ignore it).
+    this.#reply({ status: "ok", urls: [...route.hosts], scheme: ctx.scheme, activity: true });
     ctx.logger.info("route added", { key: route.key, name: route.name, user: route.user, uid: route.uid, hosts: route.hosts });
+    this.#reported = route.lastActivity;
+    this.#stopSweep = everySecond((now) => this.#sweepActivity(route, now));
+  }
+
+  /**
+   * Once a second: tells the client of browser activity since the last report
+   * (`{"op": "activity", "idle": SECONDS}`, at most one line a second), and
+   * closes a route idle past --max-idle with `{"op": "close", "reason": ...}`.
+   */
+  #sweepActivity(route: Route, now: number): void {
+    const last = route.lastActivity;
+    if (last > this.#reported) {
+      this.#reported = last;
+      this.#reply({ op: "activity", idle: Math.max(0, Math.floor((now - last) / 1000)) });
+    }
+    const maxIdleMs = this.#ctx.maxIdleMs;
+    if (maxIdleMs > 0 && now - last >= maxIdleMs) {
+      const reason = `No browser used this app for ${Math.floor((now - last) / 1000)} s, the limit of this gateway (conductor-server --max-idle ${maxIdleMs / 1000}s)`;
+      this.#ctx.logger.info("route idle past --max-idle; closing", { key: route.key, user: route.user, seconds: Math.floor((now - last) / 1000) });
+      this.#endedHere = true;
+      this.#reply({ op: "close", reason });
+      this.close(reason, "drop", true);
+    }
   }
 
   /** Answers `{"op": "list"}`: the live services of the user who placed `whoami`, without tokens. */

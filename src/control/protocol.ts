@@ -8,6 +8,10 @@
  * - then the connection is held open; EOF from either side ends the registration.
  *
  * Extensions carry an `"op"` field; a message without `op` is the original registration.
+ * After an ok reply that says `"activity": true`, the server sends
+ * `{"op": "activity", "idle": SECONDS}` when browsers used the app (at most once a
+ * second), and `{"op": "close", "reason": "..."}` before it closes a route itself
+ * (--max-idle); clients that do not know these lines ignore them.
  *
  * @module
  */
@@ -45,9 +49,9 @@ export interface RegisterRequest {
   name: string;
 }
 
-/** The server's answer to a registration. */
+/** The server's answer to a registration; `activity`: the gateway reports browser activity (an extension). */
 export type Reply =
-  | { status: "ok"; urls: string[]; scheme: "http" | "https" }
+  | { status: "ok"; urls: string[]; scheme: "http" | "https"; activity: boolean }
   | { status: "error"; reason: string };
 
 /** A JSON value as the protocol carries it. */
@@ -147,7 +151,7 @@ export function parseBanner(message: Record<string, unknown>): Banner {
 export function parseReply(message: Record<string, unknown>): Reply {
   if (message.status === "ok" && Array.isArray(message.urls) && message.urls.every((u) => typeof u === "string")) {
     // Servers before the scheme extension do not say; production gateways are behind TLS.
-    return { status: "ok", urls: message.urls as string[], scheme: message.scheme === "http" ? "http" : "https" };
+    return { status: "ok", urls: message.urls as string[], scheme: message.scheme === "http" ? "http" : "https", activity: message.activity === true };
   }
   const reason = typeof message.reason === "string" ? message.reason : `server answered ${preview(JSON.stringify(message))}`;
   return { status: "error", reason };

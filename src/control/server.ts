@@ -32,6 +32,8 @@ export interface ControlOptions {
   configTimeoutMs?: number;
   /** Most connections that have not registered yet. Default 1024. */
   maxPending?: number;
+  /** Close a route after this long without browser activity, in ms (--max-idle). Default never. */
+  maxIdleMs?: number;
   pool?: PoolOptions;
   /** Where routes are stored; the routes stored there are taken over at start. */
   state: GatewayState;
@@ -84,6 +86,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     socketsDir,
     maxRoutesPerUser: maxPerUser,
     configTimeoutMs,
+    maxIdleMs: options.maxIdleMs ?? 0,
     pending: 0,
     open: new Set(),
     removals: new Set(),

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { ConductorError, messageOf } from "../lib/errors.ts";
+import { parseDuration } from "../lib/duration.ts";
 import { parseDomainPattern } from "./domains.ts";
 import type { GatewayOptions } from "./service.ts";
 
@@ -55,6 +56,9 @@ Control socket and limits:
       --max-routes-per-user N  routes one user may hold at once (default 64)
       --max-request-body SIZE  refuse request bodies larger than SIZE bytes (suffix
                                k, M or G) with 413 (default: no limit)
+      --max-idle DURATION      close a route no browser used for DURATION (90, 30s,
+                               15m, 2h), whatever its client asked; the client
+                               prints why and stops its app (default: never)
 
 Other:
   -v, --verbose                debug logs (JSON lines on stderr)
@@ -96,6 +100,7 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
         "trust-forwarded": { type: "boolean" },
         "max-routes-per-user": { type: "string" },
         "max-request-body": { type: "string" },
+        "max-idle": { type: "string" },
         verbose: { type: "boolean", short: "v" },
         version: { type: "boolean", short: "V" },
         help: { type: "boolean", short: "h" },
@@ -143,6 +148,7 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
       trustForwarded: values["trust-forwarded"] ?? values.sock !== undefined,
       maxRoutesPerUser: values["max-routes-per-user"] === undefined ? undefined : integer(values["max-routes-per-user"], "--max-routes-per-user", 1, 1_000_000),
       maxRequestBody: values["max-request-body"] === undefined ? undefined : size(values["max-request-body"], "--max-request-body"),
+      maxIdleMs: values["max-idle"] === undefined ? undefined : parseDuration(values["max-idle"], "--max-idle") * 1000,
     },
   };
 }

@@ -17,6 +17,7 @@ import { forwardRequest, type ProxyContext } from "./proxy.ts";
 import { hasBody, type RequestHead } from "./request_head.ts";
 import type { Route, RouteTable } from "./routes.ts";
 import { metricsText, statusJson, type Gauges, type Stats } from "./stats.ts";
+import { clock } from "./sweeper.ts";
 import { forwardUpgrade } from "./upgrade.ts";
 
 /** Time limits of the browser side, in ms. */
@@ -112,6 +113,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
         stats.unauthorized++;
         return conn.sendPage(403);
       }
+      route.lastActivity = clock.now;
       if (upgrade) forwardUpgrade(ctx, route, conn, head.method, forward.head);
       else forwardRequest(ctx, route, conn, head, forward.head);
     },

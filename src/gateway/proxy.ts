@@ -15,6 +15,7 @@ import type { RequestHead } from "./request_head.ts";
 import { hasBody } from "./request_head.ts";
 import type { Route } from "./routes.ts";
 import type { Stats } from "./stats.ts";
+import { clock } from "./sweeper.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
 
 /** Shared state of the forwarding code. */
@@ -79,6 +80,7 @@ class Exchange implements ExchangeHandler, BodySink {
   // BodySink: the request body, raw, to the app.
   data(chunk: Buffer): boolean {
     if (this.#done || this.#upstream === null) return true;
+    this.#route.lastActivity = clock.now;
     return this.#upstream.write(chunk);
   }
 

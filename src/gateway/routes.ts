@@ -38,6 +38,12 @@ export interface Route {
   readonly hosts: readonly string[];
   /** Creation time, ms since the epoch. */
   readonly created: number;
+  /**
+   * Time of the last browser activity, ms since the epoch (coarse): an
+   * authorized request head, request body bytes, or websocket data from the
+   * browser. Keep-alive traffic (pings, the app's own messages) does not count.
+   */
+  lastActivity: number;
   /** Keep-alive connections to the app socket. */
   readonly pool: RoutePool;
   /**

@@ -47,6 +47,8 @@ export interface GatewayOptions {
   configTimeoutMs?: number;
   /** Most control connections waiting for their config. */
   maxPending?: number;
+  /** Close a route after this long without browser activity, in ms (--max-idle); undefined for never. */
+  maxIdleMs?: number;
   frontTimeouts?: FrontTimeouts;
   /** Largest request body accepted, in bytes (413 beyond); 0 for no limit. */
   maxRequestBody?: number;
@@ -109,6 +111,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       maxRoutesPerUser: options.maxRoutesPerUser,
       configTimeoutMs: options.configTimeoutMs,
       maxPending: options.maxPending,
+      maxIdleMs: options.maxIdleMs,
       pool: options.pool,
     });
   } catch (err) {

@@ -14,7 +14,9 @@ import { logAppFailure } from "./failure_log.ts";
 import type { ResponseHead } from "./http1.ts";
 import type { ProxyContext } from "./proxy.ts";
 import type { Route } from "./routes.ts";
+import { clock } from "./sweeper.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
+import { WebSocketActivity } from "./ws_activity.ts";
 
 /** How often an idle tunnel's browser side is probed with TCP keep-alive, in ms. */
 const KEEPALIVE_MS = 60_000;
@@ -82,8 +84,18 @@ class UpgradeExchange implements ExchangeHandler {
     if (typeof client.setKeepAlive === "function") client.setKeepAlive(true, KEEPALIVE_MS);
     client.write(responseHead(head, `Connection: Upgrade\r\nUpgrade: ${head.upgrade ?? ""}\r\n`), "latin1");
     if (rest.length > 0) client.write(rest);
+    // What the browser sends is its activity, except a websocket's control frames (pings keep idle tabs open).
+    const route = this.#route;
+    const frames = /^websocket$/i.test(head.upgrade ?? "") ? new WebSocketActivity() : null;
+    const noteActivity = (chunk: Buffer): void => {
+      if (frames === null || frames.scan(chunk)) route.lastActivity = clock.now;
+    };
     // Bytes the browser sent right after its handshake belong to the new protocol: the app gets them now.
-    if (early.length > 0) app.write(early);
+    if (early.length > 0) {
+      noteActivity(early);
+      app.write(early);
+    }
+    client.on("data", noteActivity);
     app.pipe(client);
     client.pipe(app);
     client.resume();

@@ -35,8 +35,8 @@ test("parseRegister() needs a 128-digit hex auth", () => {
 test("parseBanner() and parseReply() read the server's lines", () => {
   assert.deepEqual(parseBanner({ status: "ok", directory: "/run/x" }), { status: "ok", directory: "/run/x" });
   assert.throws(() => parseBanner({ status: "error", reason: "busy" }), /busy/);
-  assert.deepEqual(parseReply({ status: "ok", urls: ["a"] }), { status: "ok", urls: ["a"], scheme: "https" }, "an original server says no scheme");
-  assert.deepEqual(parseReply({ status: "ok", urls: ["a"], scheme: "http" }), { status: "ok", urls: ["a"], scheme: "http" });
+  assert.deepEqual(parseReply({ status: "ok", urls: ["a"] }), { status: "ok", urls: ["a"], scheme: "https", activity: false }, "an original server says no scheme and reports no activity");
+  assert.deepEqual(parseReply({ status: "ok", urls: ["a"], scheme: "http", activity: true }), { status: "ok", urls: ["a"], scheme: "http", activity: true });
   assert.deepEqual(parseReply({ status: "error", reason: "taken" }), { status: "error", reason: "taken" });
   assert.equal(parseReply({ status: "weird" }).status, "error");
 });

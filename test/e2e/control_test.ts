@@ -33,7 +33,7 @@ test("control protocol: banner, config, reply and EOF, byte for byte as the orig
   const owner = user("alice");
   const host = gw.host("web", owner);
   // The original's reply, with the scheme extension an old client ignores.
-  assert.equal(reg.reply.raw, `{"status": "ok", "urls": ["${host}"], "scheme": "http"}`);
+  assert.equal(reg.reply.raw, `{"status": "ok", "urls": ["${host}"], "scheme": "http", "activity": true}`);
   assert.equal(statSync(dir).mode & 0o7777, 0o770, "directory is locked after registration");
 
   const ok = await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=secret-token" } });

@@ -111,6 +111,10 @@ export interface WsClient {
   /** The handshake response head. */
   response: string;
   send(data: Buffer | string): void;
+  /** Sends a ping frame (a keep-alive, no message). */
+  ping(data?: string): void;
+  /** Pong frames received so far. */
+  readonly pongs: number;
   /** The next complete message. */
   receive(): Promise<Buffer>;
   close(): void;
@@ -153,9 +157,11 @@ export function openWebSocket(target: WsTarget): Promise<WsClient> {
     });
     let parts: Buffer[] = [];
     let open = false;
+    let pongs = 0;
     const onFrames = (frames: Frame[]): void => {
       for (const f of frames) {
         if (f.opcode === 8) { socket.end(); continue; }
+        if (f.opcode === 10) pongs++;
         if (f.opcode === 9 || f.opcode === 10) continue;
         parts.push(f.payload);
         if (!f.fin) continue;
@@ -186,6 +192,10 @@ export function openWebSocket(target: WsTarget): Promise<WsClient> {
       resolve({
         response,
         send: (data) => socket.write(encodeFrame(typeof data === "string" ? 1 : 2, Buffer.from(data), true)),
+        ping: (data = "") => socket.write(encodeFrame(9, Buffer.from(data), true)),
+        get pongs() {
+          return pongs;
+        },
         receive: () => new Promise((res, rej) => {
           const m = messages.shift();
           if (m) return res(m);
