@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
+import { DEFAULT_CONNECTION_CAPS } from "./connection_limits.ts";
 import { parseDomainPattern } from "./domains.ts";
 import type { GatewayOptions } from "./service.ts";
 
@@ -56,6 +57,13 @@ Control socket and limits:
       --max-routes-per-user N  routes one user may hold at once (default 64)
       --max-request-body SIZE  refuse request bodies larger than SIZE bytes (suffix
                                k, M or G) with 413 (default: no limit)
+      --max-connections N      browser connections open at once, websockets included;
+                               more are answered 503 with Retry-After (default
+                               ${DEFAULT_CONNECTION_CAPS.maxTotal}; 0 for no cap)
+      --max-connections-per-address N
+                               the same from one client address; behind a reverse
+                               proxy on --sock there is none (default
+                               ${DEFAULT_CONNECTION_CAPS.maxPerAddress}; 0 for no cap)
       --max-idle DURATION      close a route no browser used for DURATION (90, 30s,
                                15m, 2h), whatever its client asked; the client
                                prints why and stops its app (default: never)
@@ -101,6 +109,8 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
         "max-routes-per-user": { type: "string" },
         "max-request-body": { type: "string" },
         "max-idle": { type: "string" },
+        "max-connections": { type: "string" },
+        "max-connections-per-address": { type: "string" },
         verbose: { type: "boolean", short: "v" },
         version: { type: "boolean", short: "V" },
         help: { type: "boolean", short: "h" },
@@ -149,6 +159,11 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
       maxRoutesPerUser: values["max-routes-per-user"] === undefined ? undefined : integer(values["max-routes-per-user"], "--max-routes-per-user", 1, 1_000_000),
       maxRequestBody: values["max-request-body"] === undefined ? undefined : size(values["max-request-body"], "--max-request-body"),
       maxIdleMs: values["max-idle"] === undefined ? undefined : parseDuration(values["max-idle"], "--max-idle") * 1000,
+      connectionCaps: {
+        maxTotal: values["max-connections"] === undefined ? DEFAULT_CONNECTION_CAPS.maxTotal : integer(values["max-connections"], "--max-connections", 0, 10_000_000),
+        maxPerAddress: values["max-connections-per-address"] === undefined ? DEFAULT_CONNECTION_CAPS.maxPerAddress
+          : integer(values["max-connections-per-address"], "--max-connections-per-address", 0, 10_000_000),
+      },
     },
   };
 }

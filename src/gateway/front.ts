@@ -12,6 +12,7 @@ import type { Logger } from "../lib/log.ts";
 import { tokenMatches } from "../lib/token.ts";
 import { authCookie, isCookieSafe, safeNext } from "./auth.ts";
 import { BrowserConnection, ConnectionSet, type RequestHandler } from "./connection.ts";
+import { ConnectionLimiter, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from "./connection_limits.ts";
 import { browserUsedTls, buildForwardHead, type ForwardedFacts } from "./forward_head.ts";
 import { forwardRequest, type ProxyContext } from "./proxy.ts";
 import { hasBody, type RequestHead } from "./request_head.ts";
@@ -48,6 +49,8 @@ export interface FrontEndOptions {
   timeouts?: FrontTimeouts;
   /** Largest request body accepted, in bytes (413 beyond); 0 or undefined for no limit. */
   maxRequestBody?: number;
+  /** Caps on open connections; default {@link DEFAULT_CONNECTION_CAPS}. */
+  connectionCaps?: ConnectionCaps;
 }
 
 /** The front end: a listening server and its connections. */
@@ -75,6 +78,7 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
   const secure = tls !== undefined;
   const connections = new ConnectionSet(timeouts, options.maxRequestBody ?? 0, () => { stats.badRequest++; });
   const gauges = (): Gauges => ({ ...options.gauges(), connectionActive: connections.size });
+  const limiter = new ConnectionLimiter(options.connectionCaps ?? DEFAULT_CONNECTION_CAPS);
   let started = false;
 
   const handler: RequestHandler = {
@@ -121,6 +125,10 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
 
   const accept = (socket: Socket): void => {
     stats.connectionTotal++;
+    if (!limiter.admit(socket, clientAddress(socket), connections.size)) {
+      stats.connectionRefused++;
+      return;
+    }
     if (typeof socket.setNoDelay === "function") socket.setNoDelay(true);
     connections.add(new BrowserConnection(socket, secure, handler, connections));
   };

@@ -34,12 +34,24 @@ export function reasonOf(status: number): string {
 export function pageBody(status: number): Buffer {
   let body = bodies.get(status);
   if (body === undefined) {
-    const title = `${status} ${reasonOf(status)}`;
-    body = Buffer.from(`<!doctype html>\n<html><head><meta charset="utf-8"><title>${title}</title></head>` +
-      `<body><h1>${title}</h1><p>${DETAILS[status] ?? ""}</p><hr><p>conductor</p></body></html>\n`);
+    body = html(status, DETAILS[status] ?? "");
     bodies.set(status, body);
   }
   return body;
+}
+
+function html(status: number, detail: string): Buffer {
+  const title = `${status} ${reasonOf(status)}`;
+  return Buffer.from(`<!doctype html>\n<html><head><meta charset="utf-8"><title>${title}</title></head>` +
+    `<body><h1>${title}</h1><p>${detail}</p><hr><p>conductor</p></body></html>\n`);
+}
+
+let busyBody: Buffer | null = null;
+
+/** The whole answer to a connection beyond the gateway's limits: 503 with Retry-After, then the connection closes. */
+export function busyResponse(): Buffer {
+  busyBody ??= html(503, "The gateway is serving as many connections as it may. Try again in a few seconds.");
+  return Buffer.concat([Buffer.from(pageHead(503, busyBody.length, "Connection: close\r\n"), "latin1"), busyBody]);
 }
 
 /** The response head of the page for `status`; `connection` is a Connection field line or "". */

@@ -15,6 +15,7 @@ import { lookupGroupId } from "../lib/users.ts";
 import type { Logger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 import { parseDomainPattern } from "./domains.ts";
+import { DEFAULT_CONNECTION_CAPS, fitToDescriptors, openFilesLimit, type ConnectionCaps } from "./connection_limits.ts";
 import { createFrontEnd, type FrontTimeouts } from "./front.ts";
 import type { PoolOptions } from "./pool.ts";
 import { RouteTable } from "./routes.ts";
@@ -52,6 +53,8 @@ export interface GatewayOptions {
   frontTimeouts?: FrontTimeouts;
   /** Largest request body accepted, in bytes (413 beyond); 0 for no limit. */
   maxRequestBody?: number;
+  /** Caps on browser connections (--max-connections, --max-connections-per-address). */
+  connectionCaps?: ConnectionCaps;
   pool?: PoolOptions;
   /** How long close() lets responses in progress finish before it cuts them, in ms (default 5 s). */
   shutdownGraceMs?: number;
@@ -91,9 +94,11 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     trustForwarded: options.trustForwarded,
     timeouts: options.frontTimeouts,
     maxRequestBody: options.maxRequestBody,
+    connectionCaps: connectionCapsFor(options.connectionCaps ?? DEFAULT_CONNECTION_CAPS, logger),
   });
   const server = front.server;
   const address = await listen(server, options);
+  server.on("error", acceptFailureLogger(logger));
   if (patterns.length === 0) {
     routes.setPatterns([parseDomainPattern("port" in address ? `{key}-{user}.localhost:${address.port}` : "{key}-{user}.localhost")]);
   }
@@ -186,6 +191,33 @@ async function listen(server: Server, options: GatewayOptions): Promise<Gateway[
     server.listen({ port: options.port, host: options.bind }, () => resolve());
   });
   return { port: (server.address() as AddressInfo).port };
+}
+
+/** The caps, lowered (with a warning) to what the limit of open files allows. */
+function connectionCapsFor(caps: ConnectionCaps, logger: Logger): ConnectionCaps {
+  const openFiles = openFilesLimit();
+  const fitted = fitToDescriptors(caps, openFiles);
+  if (fitted !== caps) {
+    logger.warn(`The limit of open files (${openFiles}) allows about ${fitted.maxTotal} browser connections: --max-connections ${caps.maxTotal || "0 (no cap)"} is lowered to ${fitted.maxTotal}; raise LimitNOFILE= in the unit (or ulimit -n) to serve more`,
+      { openFiles, maxConnections: fitted.maxTotal });
+  }
+  return fitted;
+}
+
+/**
+ * Logs a failed accept (out of descriptors, EMFILE: the kernel queue keeps the
+ * connection, or libuv drops it) at most once every 10 s, with what to do;
+ * the server keeps listening.
+ */
+function acceptFailureLogger(logger: Logger): (err: NodeJS.ErrnoException) => void {
+  let quietUntil = 0;
+  return (err) => {
+    if (Date.now() < quietUntil) return;
+    quietUntil = Date.now() + 10_000;
+    const hint = err.code === "EMFILE" || err.code === "ENFILE"
+      ? "; raise the limit of open files (LimitNOFILE= in the unit, ulimit -n) or lower --max-connections" : "";
+    logger.error(`Cannot accept a browser connection: ${messageOf(err)}${hint}`, { code: err.code });
+  };
 }
 
 /** Listens on a socket systemd passed; its file, if any, stays systemd's. */

@@ -9,6 +9,8 @@
 export interface Stats {
   /** Browser (or reverse proxy) connections accepted. */
   connectionTotal: number;
+  /** Connections refused with 503 for being beyond --max-connections or --max-connections-per-address. */
+  connectionRefused: number;
   /** Requests received (including websocket upgrades). */
   requestTotal: number;
   /** Requests in progress. */
@@ -36,7 +38,7 @@ export interface Stats {
 /** Fresh zeroed counters. */
 export function createStats(): Stats {
   return {
-    connectionTotal: 0, requestTotal: 0, requestActive: 0, unauthorized: 0, noroute: 0, broken: 0,
+    connectionTotal: 0, connectionRefused: 0, requestTotal: 0, requestActive: 0, unauthorized: 0, noroute: 0, broken: 0,
     badRequest: 0, upgradeTotal: 0, upgradeActive: 0, upstreamConnects: 0, upstreamReuses: 0, upstreamOpen: 0,
   };
 }
@@ -66,6 +68,7 @@ export function statusJson(stats: Stats, gauges: Gauges, version: string): strin
     upstreamReuses: stats.upstreamReuses,
     upstreamOpen: stats.upstreamOpen,
     connectionTotal: stats.connectionTotal,
+    connectionRefused: stats.connectionRefused,
     connectionActive: gauges.connectionActive,
     controlConnections: gauges.controlConnections,
     uptimeSeconds: Math.round((Date.now() - gauges.startedAt) / 1000),
@@ -75,6 +78,7 @@ export function statusJson(stats: Stats, gauges: Gauges, version: string): strin
 
 const METRICS: ReadonlyArray<[keyof Stats, "counter" | "gauge", string]> = [
   ["connectionTotal", "counter", "Connections accepted from browsers or the reverse proxy"],
+  ["connectionRefused", "counter", "Connections refused with 503 beyond the connection caps"],
   ["requestTotal", "counter", "HTTP requests received, including websocket upgrades"],
   ["requestActive", "gauge", "HTTP requests in progress"],
   ["unauthorized", "counter", "Requests refused for a missing or wrong authorization cookie"],

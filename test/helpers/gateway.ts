@@ -40,6 +40,8 @@ export interface GatewayStart {
   nodeArgs?: string[];
   /** Run this executable (an installed launcher) instead of the built conductor-server with node. */
   program?: string;
+  /** A command the gateway runs under, e.g. `["prlimit", "--nofile=64", "--"]`. */
+  wrapper?: string[];
 }
 
 /** A fresh runtime directory owned by the gateway's user; removed when `t` ends. */
@@ -58,9 +60,9 @@ export function makeRuntimeDir(t: Cleanup): string {
 export async function startGateway(t: Cleanup, options: GatewayStart = {}): Promise<TestGateway> {
   const runtimeDir = options.runtimeDir ?? makeRuntimeDir(t);
   const args = ["-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", "-v", ...(options.args ?? [])];
-  const proc = options.program !== undefined
-    ? startProcess(t, options.program, args, { user: "conductor", env: options.env, groups: options.groups })
-    : startProcess(t, process.execPath, [...(options.nodeArgs ?? []), bin("conductor-server"), ...args], { user: "conductor", env: options.env, groups: options.groups });
+  const command = options.program !== undefined ? [options.program, ...args] : [process.execPath, ...(options.nodeArgs ?? []), bin("conductor-server"), ...args];
+  const [program, ...rest] = [...(options.wrapper ?? []), ...command];
+  const proc = startProcess(t, program, rest, { user: "conductor", env: options.env, groups: options.groups });
   const ready = await proc.waitForJson((l) => l.msg === "gateway listening", 60_000, "stderr");
   const port = typeof ready.port === "number" ? ready.port : 0;
   const domains = ready.domains as string[];
