@@ -147,9 +147,10 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   });
   const onLive = (registration: Registration): Promise<void> => {
     if (idleWatch !== null && registration.activity) idleWatch.start();
-    else if (idleWatch !== null && !warnedActivity) {
+    else if (idleWatch !== null) {
+      idleWatch.pause();
+      if (!warnedActivity) logger.warn("this gateway does not report browser activity (an older conductor-server): --idle-timeout is not armed", { gateway: args.gateway });
       warnedActivity = true;
-      logger.warn("this gateway does not report browser activity (an older conductor-server): --idle-timeout is not armed", { gateway: args.gateway });
     }
     return saveService(registry, record(registration)).catch((err) => logger.warn("cannot record the service for show and list", { dir: registry, error: messageOf(err) }));
   };

@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { RoutePool } from "../gateway/pool.ts";
 import { RECONNECT_GRACE_MS, type Route } from "../gateway/routes.ts";
-import { everySecond } from "../gateway/sweeper.ts";
+import { clock, everySecond } from "../gateway/sweeper.ts";
 import { admit, identify } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
 import type { RouteContext } from "./waiting.ts";
@@ -32,6 +32,8 @@ export interface ControlContext extends RouteContext {
   configTimeoutMs: number;
   /** A route without browser activity for this long is closed (--max-idle), in ms; 0 for never. */
   maxIdleMs: number;
+  /** Runs closed for being idle (user, key, token hash), until when a new registration of theirs is refused. */
+  idleClosed: Map<string, number>;
   /** Connections waiting for their config. */
   pending: number;
   /** Open connections. */
@@ -56,6 +58,8 @@ export class ControlConnection {
   #after = "";
   /** The route's last activity told to the client. */
   #reported = 0;
+  /** When the registration went live (coarse clock): idle time counts from there before any activity. */
+  #liveSince = 0;
   #stopSweep: (() => void) | null = null;
   /** The gateway ended the registration on purpose (--max-idle): the route goes at once, like after a goodbye. */
   #endedHere = false;
@@ -146,6 +150,11 @@ export class ControlConnection {
     }
     const request = parseRegister(message);
     const admission = await admit(dir, request, ctx.routes, ctx.maxRoutesPerUser);
+    const closedUntil = ctx.idleClosed.get(runKey(admission.user, admission.key, admission.authHash)) ?? 0;
+    if (closedUntil > clock.now) {
+      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL",
+        `Cannot register route ${admission.key}: this run was closed for being idle past the gateway's --max-idle; start a new run (with a new token) to publish the app again`);
+    }
     if (this.#state === CLOSED) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register route: the client went away");
     const route: Route = {
       key: admission.key,
@@ -157,7 +166,8 @@ export class ControlConnection {
       authHash: admission.authHash,
       hosts: ctx.routes.hostsOf(admission.key, admission.user),
       created: Date.now(),
-      lastActivity: Date.now(),
+      // The same run coming back keeps the activity seen while it was away (reported below).
+      lastActivity: admission.replaces?.authHash.equals(admission.authHash) ? admission.replaces.lastActivity : 0,
       pool: new RoutePool(admission.socketPath, ctx.stats, ctx.pool),
       waiting: false,
       release: (why) => this.close(why),
@@ -187,7 +197,7 @@ export class ControlConnection {
     // "activity": this gateway tells the client about browser activity (an extension; older clients ignore it).
     this.#reply({ status: "ok", urls: [...route.hosts], scheme: ctx.scheme, activity: true });
     ctx.logger.info("route added", { key: route.key, name: route.name, user: route.user, uid: route.uid, hosts: route.hosts });
-    this.#reported = route.lastActivity;
+    this.#liveSince = clock.now;
     this.#stopSweep = everySecond((now) => this.#sweepActivity(route, now));
   }
 
@@ -198,16 +208,21 @@ export class ControlConnection {
    */
   #sweepActivity(route: Route, now: number): void {
     const last = route.lastActivity;
-    if (last > this.#reported) {
+    // Any change is news (the wall clock may step back); a client that does not read gets no more until it does.
+    if (last !== 0 && last !== this.#reported && this.socket.writableLength < 1024) {
       this.#reported = last;
       this.#reply({ op: "activity", idle: Math.max(0, Math.floor((now - last) / 1000)) });
     }
-    const maxIdleMs = this.#ctx.maxIdleMs;
-    if (maxIdleMs > 0 && now - last >= maxIdleMs) {
-      const reason = `No browser used this app for ${Math.floor((now - last) / 1000)} s, the limit of this gateway (conductor-server --max-idle ${maxIdleMs / 1000}s)`;
-      this.#ctx.logger.info("route idle past --max-idle; closing", { key: route.key, user: route.user, seconds: Math.floor((now - last) / 1000) });
+    const ctx = this.#ctx;
+    const idle = Math.floor((now - Math.max(last, this.#liveSince)) / 1000);
+    if (ctx.maxIdleMs > 0 && idle * 1000 >= ctx.maxIdleMs) {
+      const reason = `No browser used this app for ${idle} s, the limit of this gateway (conductor-server --max-idle ${ctx.maxIdleMs / 1000}s)`;
+      ctx.logger.info("route idle past --max-idle; closing", { key: route.key, user: route.user, seconds: idle });
+      // An original client takes the close for a drop and registers again with the same token: refuse that run.
+      for (const [run, until] of ctx.idleClosed) if (until <= now) ctx.idleClosed.delete(run);
+      ctx.idleClosed.set(runKey(route.user, route.key, route.authHash), now + ctx.maxIdleMs);
       this.#endedHere = true;
-      this.#reply({ op: "close", reason });
+      this.#reply({ op: "close", reason, idle });
       this.close(reason, "drop", true);
     }
   }
@@ -249,4 +264,9 @@ export class ControlConnection {
       this.#timer = null;
     }
   }
+}
+
+/** The key of one run's registrations: its user, route key and token hash. */
+function runKey(user: string, key: string, authHash: Buffer): string {
+  return `${user}/${key}/${authHash.toString("hex")}`;
 }

@@ -87,6 +87,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     maxRoutesPerUser: maxPerUser,
     configTimeoutMs,
     maxIdleMs: options.maxIdleMs ?? 0,
+    idleClosed: new Map(),
     pending: 0,
     open: new Set(),
     removals: new Set(),

@@ -124,7 +124,7 @@ export class WaitingRoutes {
       authHash: Buffer.from(record.auth, "hex"),
       hosts: routes.hostsOf(record.key, user),
       created: Date.parse(record.created) || Date.now(),
-      lastActivity: Date.now(),
+      lastActivity: 0,
       pool: new RoutePool(record.socket, stats, pool),
       waiting: true,
       release: (reason) => this.#drop(route, reason),

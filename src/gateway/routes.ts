@@ -39,9 +39,11 @@ export interface Route {
   /** Creation time, ms since the epoch. */
   readonly created: number;
   /**
-   * Time of the last browser activity, ms since the epoch (coarse): an
-   * authorized request head, request body bytes, or websocket data from the
-   * browser. Keep-alive traffic (pings, the app's own messages) does not count.
+   * Time of the last browser activity, ms since the epoch (coarse), or 0
+   * before any: an authorized request head, request body bytes, or websocket
+   * data from the browser. Keep-alive traffic (pings, the app's own messages)
+   * does not count. A run's new registration inherits it from the route it
+   * replaces.
    */
   lastActivity: number;
   /** Keep-alive connections to the app socket. */

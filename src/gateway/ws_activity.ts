@@ -36,7 +36,7 @@ export class WebSocketActivity {
       }
       if (this.#have < this.#need) continue;
       const len7 = h[1] & 0x7f;
-      this.#skip = len7 === 126 ? h.readUInt16BE(2) : len7 === 127 ? Number(h.readBigUInt64BE(2)) : len7;
+      this.#skip = len7 === 126 ? h.readUInt16BE(2) : len7 === 127 ? h.readUInt32BE(2) * 2 ** 32 + h.readUInt32BE(6) : len7;
       this.#data = (h[0] & 0x08) === 0;
       if (this.#data) active = true;
       this.#have = 0;

@@ -9,9 +9,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { startConductor, type TestConductor } from "../helpers/conductor.ts";
+import { needsRoot } from "../helpers/env.ts";
 import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
 import { isAlive } from "../helpers/procs.ts";
+import { register } from "../helpers/register.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { openWebSocket } from "../helpers/websocket.ts";
@@ -46,11 +48,12 @@ test("conductor --idle-timeout stops an app no browser opened, counted from goin
 test("browser requests keep an app past its idle timeout; websocket pings and the app's answers do not", { skip, timeout: 180_000 }, async (t) => {
   const sshd = await startSshd(t);
   const gw = await startGateway(t);
-  const client = startConductor(t, sshd, gw, { key: "busy", token: TOKEN, args: ["--idle-timeout", "6s"] });
+  const client = startConductor(t, sshd, gw, { key: "busy", token: TOKEN, args: ["--idle-timeout", "10s"] });
   const live = await client.live();
   const host = live.urls[0];
-  // Requests every 300 ms for three idle timeouts: the run stays live throughout.
-  const until = Date.now() + 18_000;
+  // Requests every 300 ms for longer than the idle timeout: the run stays live throughout (a request would
+  // have to take some 8 s, past the gateway's one-second reports, for the run to go idle meanwhile).
+  const until = Date.now() + 12_000;
   while (Date.now() < until) {
     assert.equal((await request({ port: gw.port, host, path: "/hello", headers: COOKIE })).status, 200);
     assert.equal(client.events().find((e) => e.state === "idle"), undefined, "no idle event while browsers use the app");
@@ -64,7 +67,7 @@ test("browser requests keep an app past its idle timeout; websocket pings and th
   const idle = await assertStoppedIdle(client, gw, host);
   clearInterval(pinging);
   assert.ok(ws.pongs > 3, `pings and pongs went on while the run counted idle time: ${ws.pongs} pongs`);
-  assert.ok(typeof idle.seconds === "number" && idle.seconds >= 6, JSON.stringify(idle));
+  assert.ok(typeof idle.seconds === "number" && idle.seconds >= 10, JSON.stringify(idle));
 });
 
 test("conductor-server --max-idle closes a route whose client asked for no idle timeout, with a reason the client prints", { skip }, async (t) => {
@@ -74,5 +77,19 @@ test("conductor-server --max-idle closes a route whose client asked for no idle 
   const live = await client.live();
   const idle = await assertStoppedIdle(client, gw, live.urls[0]);
   assert.match(String(idle.reason), /^No browser used this app for [0-9]+ s, the limit of this gateway \(conductor-server --max-idle 3s\)$/);
+  assert.ok(typeof idle.seconds === "number" && idle.seconds >= 3, JSON.stringify(idle));
   assert.ok(!client.events().some((e) => e.state === "dead"), "the client does not reconnect");
+});
+
+test("after --max-idle closed it, a client of the original protocol that registers again with the same token is refused; a new run gets in", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t, { args: ["--max-idle", "2s"] });
+  const original = await register(t, gw.controlPath, { key: "cycling", token: TOKEN });
+  assert.equal(original.reply.status, "ok");
+  // The original client reads nothing after its reply: it sees the connection end, as after a drop.
+  await original.process.waitForJson((l) => l.event === "closed");
+  const again = await register(t, gw.controlPath, { key: "cycling", token: TOKEN });
+  assert.equal(again.reply.status, "error");
+  assert.match(String(again.reply.reason), /this run was closed for being idle past the gateway's --max-idle; start a new run \(with a new token\)/);
+  const fresh = await register(t, gw.controlPath, { key: "cycling", token: "another-run-token-0123" });
+  assert.equal(fresh.reply.status, "ok", "a new run publishes the app again");
 });
