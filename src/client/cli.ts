@@ -42,6 +42,11 @@ Options of a run:
       --tls            make a key and a self-signed certificate for the app
                        (kept in the state directory), passed to it in
                        CONDUCTOR_TLS_CERT and CONDUCTOR_TLS_KEY
+      --start-timeout DURATION
+                       give up when the app has not listened on APP.SOCK
+                       within DURATION (90, 30s, 15m, 2h): a "failed" event
+                       names the socket, the app is stopped, the exit status
+                       is 1 (default 10m: a first start can be slow)
       --idle-timeout DURATION
                        when no browser has used the app for DURATION (90,
                        30s, 15m, 2h; counted from going live), print an
@@ -89,6 +94,9 @@ APP.SOCK is in use or the command line or environment is wrong.
 See conductor(1) and conductor(7).
 `;
 
+/** How long an app may take to listen on its socket by default: 10 minutes (Jupyter's first start can be slow). */
+export const DEFAULT_START_TIMEOUT_MS = 600_000;
+
 /** The registry's verbs. */
 export const VERBS = ["show", "verify", "list", "stop"] as const;
 
@@ -117,6 +125,8 @@ export interface ClientArgs {
   tls: boolean;
   /** Stop after this long without browser activity, in ms; null for never. */
   idleTimeoutMs: number | null;
+  /** Give up when the app has not listened within this long, in ms. */
+  startTimeoutMs: number;
   verbose: boolean;
   sshOptions: string[];
 }
@@ -127,6 +137,7 @@ const RUN_OPTIONS = {
   replace: { type: "boolean", short: "r" },
   tls: { type: "boolean" },
   "idle-timeout": { type: "string" },
+  "start-timeout": { type: "string" },
   verbose: { type: "boolean", short: "v" },
   "ssh-option": { type: "string", short: "o", multiple: true },
   version: { type: "boolean", short: "V" },
@@ -134,7 +145,7 @@ const RUN_OPTIONS = {
 } as const;
 
 /** Long options that take the next argument as their value. */
-const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout"]);
+const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout", "--start-timeout"]);
 /** Short options that take a value: the rest of their argument, or the next one. */
 const SHORT_WITH_VALUE = new Set(["k", "n", "o"]);
 
@@ -181,6 +192,8 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
   const name = values.name === undefined ? key ?? "none" : wrap(() => normalizeName(values.name));
   const idle = values["idle-timeout"];
   const idleTimeoutMs = idle === undefined ? null : wrap(() => parseDuration(idle, "--idle-timeout")) * 1000;
+  const start = values["start-timeout"];
+  const startTimeoutMs = start === undefined ? DEFAULT_START_TIMEOUT_MS : wrap(() => parseDuration(start, "--start-timeout")) * 1000;
   return {
     kind: "run",
     options: {
@@ -193,6 +206,7 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
       replace: values.replace ?? false,
       tls: values.tls ?? false,
       idleTimeoutMs,
+      startTimeoutMs,
       verbose: values.verbose ?? false,
       sshOptions,
     },

@@ -138,7 +138,10 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     return "signal" as const;
   });
   const appEnded = app.exited.then(() => "app" as const);
-  const ended = Promise.race([stop, appEnded, idleEnded]);
+  let startTimer: NodeJS.Timeout | undefined;
+  const notStarted = new Promise<"start">((resolve) => { startTimer = setTimeout(() => resolve("start"), args.startTimeoutMs); });
+  app.ready().finally(() => clearTimeout(startTimer)).catch(() => {});
+  const ended = Promise.race([stop, appEnded, idleEnded, notStarted]);
 
   const started = new Date().toISOString();
   const record = (registration: Registration): ServiceRecord => ({
@@ -162,7 +165,11 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
 
   const why = await Promise.race([ended, published]);
   stopping = true;
+  clearTimeout(startTimer);
   idleWatch?.stop();
+  if (why === "start") {
+    events({ state: "failed", reason: `Cannot publish the app: it did not listen on ${args.appSocket} within ${args.startTimeoutMs / 1000} s (--start-timeout); check that its command makes it listen there (CONDUCTOR_SOCKET holds the path), or give it longer` });
+  }
   const status = await app.stop();
   const neverListened = why === "app" && !listened;
   if (neverListened) {
@@ -174,7 +181,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   await session.close(!crashed).catch((err) => logger.warn("cannot close the SSH session cleanly", { error: messageOf(err) }));
   await removeService(registry, args.name, process.pid).catch(() => {});
   await removeStaleSocket(args.appSocket);
-  if (why === "failed" || neverListened) return EXIT_ERROR;
+  if (why === "failed" || why === "start" || neverListened) return EXIT_ERROR;
   if (why === "signal" || why === "idle") return EXIT_OK;
   return status === 0 ? EXIT_OK : EXIT_ERROR;
 }

@@ -57,3 +57,16 @@ test("the verbs take --help, and list matches names whatever their case", () => 
   assert.ok(list.kind === "list");
   assert.equal(list.pattern, "lab*");
 });
+
+test("parseClientArgs() reads --idle-timeout and --start-timeout as sshd_config durations, with defaults", () => {
+  const c = parseClientArgs(["--idle-timeout", "1h30m", "--start-timeout", "90", "gw", "/s", "--", "x"]);
+  assert.ok(c.kind === "run");
+  assert.equal(c.options.idleTimeoutMs, 5_400_000);
+  assert.equal(c.options.startTimeoutMs, 90_000);
+  const plain = parseClientArgs(["gw", "/s", "--", "x"]);
+  assert.ok(plain.kind === "run");
+  assert.equal(plain.options.idleTimeoutMs, null, "no idle timeout unless asked");
+  assert.equal(plain.options.startTimeoutMs, 600_000, "ten minutes to start");
+  assert.throws(() => parseClientArgs(["--idle-timeout", "soon", "gw", "/s", "--", "x"]), /--idle-timeout takes a duration above zero, as in sshd_config/);
+  assert.throws(() => parseClientArgs(["--start-timeout", "0", "gw", "/s", "--", "x"]), /--start-timeout takes a duration above zero/);
+});

@@ -15,7 +15,7 @@ import { fixture } from "../helpers/install.ts";
 import { startProcess } from "../helpers/process.ts";
 import { hashToken } from "../../src/lib/token.ts";
 import { request } from "../helpers/http.ts";
-import { processesMatching, waitGone } from "../helpers/procs.ts";
+import { isAlive, processesMatching, waitGone } from "../helpers/procs.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -108,6 +108,20 @@ test("an app exiting 0 before it ever listens is a failure, and says so", { skip
   const events = client.events();
   assert.match(String(events.find((e) => e.state === "failed")?.reason), /Cannot publish the app: it exited \(status 0\) before listening on .*app\.sock/);
   assert.deepEqual(events.at(-1), { state: "exit", status: 0 });
+});
+
+test("an app that never listens is given up after --start-timeout: a failed event names the socket, the app is stopped, exit 1", { skip }, async (t) => {
+  const sshd = await startSshd(t);
+  const gw = await startGateway(t);
+  const client = startConductor(t, sshd, gw, { key: "mute", args: ["--start-timeout", "2s"], command: [process.execPath, "-e", "setInterval(() => {}, 1000)"] });
+  const { code } = await client.process.exited;
+  assert.equal(code, 1);
+  const events = client.events();
+  assert.match(String(events.find((e) => e.state === "failed")?.reason),
+    /^Cannot publish the app: it did not listen on .*app\.sock within 2 s \(--start-timeout\); check that its command makes it listen there/);
+  const app = events.find((e) => e.state === "execute")!.pid as number;
+  assert.ok(await waitFor(() => !isAlive(app)), "the app is stopped");
+  assert.ok(events.some((e) => e.state === "exit"), "its end is reported");
 });
 
 test("conductor exits 2 when the app socket is in use, and -r replaces the listener", { skip }, async (t) => {
