@@ -10,6 +10,7 @@ import { ConductorError, messageOf } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { DEFAULT_CONNECTION_CAPS } from "./connection_limits.ts";
 import { parseDomainPattern } from "./domains.ts";
+import { DEFAULT_POOL_OPTIONS, type PoolOptions } from "./pool.ts";
 import type { GatewayOptions } from "./service.ts";
 
 /** The default runtime directory, as the original's. */
@@ -64,6 +65,10 @@ Control socket and limits:
                                the same from one client address; behind a reverse
                                proxy on --sock there is none (default
                                ${DEFAULT_CONNECTION_CAPS.maxPerAddress}; 0 for no cap)
+      --max-app-connections N  connections to one app at once, websockets included
+                               (each is an SSH channel); as many requests more
+                               wait up to 10 s for one, others get 503 (default
+                               ${DEFAULT_POOL_OPTIONS.maxOpen}; 0 for no cap)
       --max-idle DURATION      close a route no browser used for DURATION (90, 30s,
                                15m, 2h), whatever its client asked; the client
                                prints why and stops its app (default: never)
@@ -110,6 +115,7 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
         "max-request-body": { type: "string" },
         "max-idle": { type: "string" },
         "max-connections": { type: "string" },
+        "max-app-connections": { type: "string" },
         "max-connections-per-address": { type: "string" },
         verbose: { type: "boolean", short: "v" },
         version: { type: "boolean", short: "V" },
@@ -159,6 +165,7 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
       maxRoutesPerUser: values["max-routes-per-user"] === undefined ? undefined : integer(values["max-routes-per-user"], "--max-routes-per-user", 1, 1_000_000),
       maxRequestBody: values["max-request-body"] === undefined ? undefined : size(values["max-request-body"], "--max-request-body"),
       maxIdleMs: values["max-idle"] === undefined ? undefined : parseDuration(values["max-idle"], "--max-idle") * 1000,
+      pool: values["max-app-connections"] === undefined ? undefined : appConnections(integer(values["max-app-connections"], "--max-app-connections", 0, 1_000_000)),
       connectionCaps: {
         maxTotal: values["max-connections"] === undefined ? DEFAULT_CONNECTION_CAPS.maxTotal : integer(values["max-connections"], "--max-connections", 0, 10_000_000),
         maxPerAddress: values["max-connections-per-address"] === undefined ? DEFAULT_CONNECTION_CAPS.maxPerAddress
@@ -184,4 +191,9 @@ function size(text: string, option: string): number {
 
 function usage(reason: string): ConductorError {
   return new ConductorError("CONDUCTOR_ERR_USAGE", `${reason}\nTry 'conductor-server --help'.`);
+}
+
+/** Pool settings for --max-app-connections N: N open, N more waiting (no queue without a cap). */
+function appConnections(n: number): PoolOptions {
+  return { ...DEFAULT_POOL_OPTIONS, maxOpen: n, maxWaiting: n };
 }

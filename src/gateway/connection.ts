@@ -176,10 +176,9 @@ export class BrowserConnection {
     }
   }
 
-  /** Answers with the gateway's page for `status`, then closes when `close` or when the body is unread. */
-  sendPage(status: number, close = false): void {
+  /** Answers with the gateway's page for `status` (or `body`), then closes when `close` or when the body is unread. */
+  sendPage(status: number, close = false, body = pageBody(status)): void {
     if (close || !this.#bodyDone) this.#closeAfter = true;
-    const body = pageBody(status);
     this.writeHead(pageHead(status, body.length, this.connectionField()));
     if (this.#head?.method !== "HEAD") this.socket.write(body);
     this.endResponse();

@@ -47,6 +47,13 @@ function html(status: number, detail: string): Buffer {
 }
 
 let busyBody: Buffer | null = null;
+let appBusyBody: Buffer | null = null;
+
+/** The page for a request whose app has all the connections the gateway allows it (--max-app-connections). */
+export function appBusyPage(): Buffer {
+  appBusyBody ??= html(503, "The app at this address is busy: it has all the connections this gateway allows one app, and more requests are waiting. Try again in a few seconds.");
+  return appBusyBody;
+}
 
 /** The whole answer to a connection beyond the gateway's limits: 503 with Retry-After, then the connection closes. */
 export function busyResponse(): Buffer {

@@ -7,20 +7,48 @@
  * is the least likely to have been closed by the app), bounded in number and
  * closed after an idle time-out.
  *
+ * Each connection is an SSH channel and a descriptor on both ends, so their
+ * number is capped per route; requests beyond the cap wait in a short queue
+ * for the next connection freed, and are turned away (the caller answers
+ * 503) when the queue is full or the wait too long.
+ *
  * @module
  */
 import type { Socket } from "node:net";
 import type { Stats } from "./stats.ts";
+import { clock, everySecond } from "./sweeper.ts";
 import { Upstream, type UpstreamOwner, type UpstreamTimeouts } from "./upstream.ts";
 
 /** Settings of a {@link RoutePool}. */
 export interface PoolOptions extends UpstreamTimeouts {
   /** Most idle connections kept per route. */
   maxIdle: number;
+  /** Most connections open to the app at once, websocket tunnels included; 0 for no cap. */
+  maxOpen: number;
+  /** Most requests waiting for a connection at the cap; more are turned away. */
+  maxWaiting: number;
+  /** Longest wait for a connection at the cap, in ms. */
+  waitMs: number;
 }
 
-/** Default pool settings: 32 idle connections, 30 s idle, 300 s response silence. */
-export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdle: 32, idle: 30_000, response: 300_000 };
+/**
+ * Default pool settings: 32 idle connections, 30 s idle, 300 s response
+ * silence; 64 connections per app, as many waiting, for up to 10 s.
+ */
+export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdle: 32, idle: 30_000, response: 300_000, maxOpen: 64, maxWaiting: 64, waitMs: 10_000 };
+
+/** Receives a connection to use, or null: turned away (the cap's queue is full, the wait ran out, the route went). */
+export type Take = (upstream: Upstream | null) => void;
+
+/** A request waiting for a connection at the cap. */
+interface Waiter {
+  take: Take;
+  /** It needs a new connection (an upgrade), not a reused one. */
+  fresh: boolean;
+  since: number;
+}
+
+const NOTHING_TO_WITHDRAW = (): void => {};
 
 /** Connections to one app socket. */
 export class RoutePool implements UpstreamOwner {
@@ -31,6 +59,8 @@ export class RoutePool implements UpstreamOwner {
   #idle: Upstream[] | null = null;
   #open: Set<Upstream> | null = null;
   #tunnels: Set<Socket> | null = null;
+  #waiting: Waiter[] = [];
+  #stopSweep: (() => void) | null = null;
   #closed = false;
 
   constructor(path: string, stats: Stats, options: PoolOptions = DEFAULT_POOL_OPTIONS) {
@@ -49,17 +79,41 @@ export class RoutePool implements UpstreamOwner {
     return this.#open?.size ?? 0;
   }
 
-  /** An idle connection if there is one, else a new one. */
-  acquire(): Upstream {
-    const upstream = this.#idle?.pop();
-    if (upstream !== undefined) {
-      this.#stats.upstreamReuses++;
-      return upstream;
-    }
-    return this.connect();
+  /** Requests waiting for a connection now. */
+  get waitingCount(): number {
+    return this.#waiting.length;
   }
 
-  /** A new connection, never a reused one. */
+  /**
+   * Hands `take` a connection: an idle one (unless `fresh`), a new one, or at
+   * the cap the next one freed, in order of asking; or null when the queue is
+   * full, the wait ran out or the route went. Returns a function that
+   * withdraws a request still waiting (its browser went away).
+   */
+  lease(take: Take, fresh = false): () => void {
+    if (!fresh) {
+      const upstream = this.#idle?.pop();
+      if (upstream !== undefined) {
+        this.#stats.upstreamReuses++;
+        take(upstream);
+        return NOTHING_TO_WITHDRAW;
+      }
+    }
+    if (this.#closed || !this.#atCap()) {
+      take(this.connect());
+      return NOTHING_TO_WITHDRAW;
+    }
+    if (this.#waiting.length >= this.#options.maxWaiting) {
+      take(null);
+      return NOTHING_TO_WITHDRAW;
+    }
+    const waiter: Waiter = { take, fresh, since: clock.now };
+    this.#waiting.push(waiter);
+    this.#stopSweep ??= everySecond((now) => this.#expire(now));
+    return () => this.#withdraw(waiter);
+  }
+
+  /** A new connection, never a reused one, whatever the cap (a retry of a request that already held a slot). */
   connect(): Upstream {
     this.#stats.upstreamConnects++;
     this.#stats.upstreamOpen++;
@@ -68,8 +122,20 @@ export class RoutePool implements UpstreamOwner {
     return upstream;
   }
 
-  /** Takes a connection back after an exchange. */
+  /** Takes a connection back after an exchange: to the first request waiting, else to the idle ones. */
   release(upstream: Upstream): void {
+    const next = this.#waiting[0];
+    if (next !== undefined && !this.#closed) {
+      if (next.fresh) {
+        // Its slot goes to a new connection for the upgrade waiting first (see forget).
+        upstream.destroy();
+        return;
+      }
+      this.#withdraw(next);
+      this.#stats.upstreamReuses++;
+      next.take(upstream);
+      return;
+    }
     const idle = (this.#idle ??= []);
     if (this.#closed || idle.length >= this.#options.maxIdle) {
       upstream.destroy();
@@ -79,11 +145,12 @@ export class RoutePool implements UpstreamOwner {
     idle.push(upstream);
   }
 
-  /** Drops a connection that closed. */
+  /** Drops a connection that closed (or became a tunnel); its slot goes to the first request waiting. */
   forget(upstream: Upstream): void {
     if (this.#open?.delete(upstream) === true) this.#stats.upstreamOpen--;
     const i = this.#idle?.indexOf(upstream) ?? -1;
     if (i !== -1) this.#idle!.splice(i, 1);
+    this.#slotFreed();
   }
 
   /** Takes a connection that became a tunnel, to end it with the route. */
@@ -94,15 +161,60 @@ export class RoutePool implements UpstreamOwner {
     }
     const tunnels = (this.#tunnels ??= new Set());
     tunnels.add(socket);
-    socket.once("close", () => tunnels.delete(socket));
+    socket.once("close", () => {
+      tunnels.delete(socket);
+      this.#slotFreed();
+    });
   }
 
   /** Ends every connection now, busy ones and tunnels included, and keeps none from now on. Safe to call twice. */
   destroy(): void {
     this.#closed = true;
+    for (const waiter of [...this.#waiting]) {
+      this.#withdraw(waiter);
+      waiter.take(null);
+    }
     for (const upstream of this.#idle?.splice(0) ?? []) upstream.destroy();
     // Busy connections fail their exchange: the browser gets a 502 (or a cut), not a wait that never ends.
     for (const upstream of this.#open ?? []) upstream.abort("the route was removed");
     for (const socket of this.#tunnels ?? []) socket.destroy();
+  }
+
+  #atCap(): boolean {
+    const max = this.#options.maxOpen;
+    return max > 0 && this.openCount + (this.#tunnels?.size ?? 0) >= max;
+  }
+
+  /**
+   * A connection closed or left: the first requests waiting get new ones.
+   * After the current task, so that a connection turning into a tunnel (forgotten, then adopted) keeps its slot.
+   */
+  #slotFreed(): void {
+    if (this.#waiting.length === 0) return;
+    queueMicrotask(() => {
+      while (this.#waiting.length > 0 && !this.#closed && !this.#atCap()) {
+        const waiter = this.#waiting[0];
+        this.#withdraw(waiter);
+        waiter.take(this.connect());
+      }
+    });
+  }
+
+  #withdraw(waiter: Waiter): void {
+    const i = this.#waiting.indexOf(waiter);
+    if (i !== -1) this.#waiting.splice(i, 1);
+    if (this.#waiting.length === 0 && this.#stopSweep !== null) {
+      this.#stopSweep();
+      this.#stopSweep = null;
+    }
+  }
+
+  /** Turns away the requests that waited longer than the pool's wait. */
+  #expire(now: number): void {
+    for (const waiter of [...this.#waiting]) {
+      if (now - waiter.since < this.#options.waitMs) break;
+      this.#withdraw(waiter);
+      waiter.take(null);
+    }
   }
 }

@@ -9,6 +9,7 @@
  */
 import type { Logger } from "../lib/log.ts";
 import { logAppFailure } from "./failure_log.ts";
+import { appBusyPage } from "./pages.ts";
 import type { BodySink, BrowserConnection } from "./connection.ts";
 import type { ResponseHead } from "./http1.ts";
 import type { RequestHead } from "./request_head.ts";
@@ -35,10 +36,11 @@ const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 /**
  * Sends the request `request` (whose head, rewritten for the app, is `head`)
  * to `route` and answers on `conn`: 502 when the app does not answer, 504
- * when it is silent too long.
+ * when it is silent too long, 503 when it has all the connections it may.
  */
 export function forwardRequest(ctx: ProxyContext, route: Route, conn: BrowserConnection, request: RequestHead, head: string): void {
-  new Exchange(ctx, route, conn, request, head).start(route.pool.acquire());
+  const exchange = new Exchange(ctx, route, conn, request, head);
+  exchange.withdraw = route.pool.lease((upstream) => exchange.take(upstream));
 }
 
 class Exchange implements ExchangeHandler, BodySink {
@@ -54,6 +56,8 @@ class Exchange implements ExchangeHandler, BodySink {
   #rechunk = false;
   #waitingDrain = false;
   #bodyEnded: boolean;
+  /** Withdraws the request from the pool's queue, while it waits there for a connection. */
+  withdraw: () => void = () => {};
 
   constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection, request: RequestHead, head: string) {
     this.#ctx = ctx;
@@ -63,6 +67,18 @@ class Exchange implements ExchangeHandler, BodySink {
     this.#head = head;
     this.#bodyEnded = !hasBody(request);
     conn.onAbort = () => this.#onBrowserGone();
+  }
+
+  /** The pool's answer: a connection to send the request on, or null (the app is at its cap: 503). */
+  take(upstream: Upstream | null): void {
+    if (this.#done) {
+      if (upstream !== null) this.#route.pool.release(upstream);
+      return;
+    }
+    if (upstream !== null) return this.start(upstream);
+    this.#done = true;
+    this.#ctx.stats.appBusy++;
+    this.#conn.sendPage(503, false, appBusyPage());
   }
 
   start(upstream: Upstream): void {
@@ -171,6 +187,7 @@ class Exchange implements ExchangeHandler, BodySink {
   #onBrowserGone(): void {
     if (this.#done) return;
     this.#done = true;
+    this.withdraw();
     const upstream = this.#upstream;
     this.#upstream = null;
     upstream?.destroy();

@@ -89,7 +89,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     stats,
     logger,
     version: VERSION,
-    gauges: () => ({ routesTotal: routes.size, controlConnections: control?.connections ?? 0, startedAt }),
+    gauges: () => ({ routesTotal: routes.size, controlConnections: control?.connections ?? 0, appWaiting: waitingForApps(routes), startedAt }),
     tls,
     trustForwarded: options.trustForwarded,
     timeouts: options.frontTimeouts,
@@ -191,6 +191,13 @@ async function listen(server: Server, options: GatewayOptions): Promise<Gateway[
     server.listen({ port: options.port, host: options.bind }, () => resolve());
   });
   return { port: (server.address() as AddressInfo).port };
+}
+
+/** Requests waiting for a connection to their app, over every route. */
+function waitingForApps(routes: RouteTable): number {
+  let n = 0;
+  for (const route of routes.all()) n += route.pool.waitingCount;
+  return n;
 }
 
 /** The caps, lowered (with a warning) to what the limit of open files allows. */

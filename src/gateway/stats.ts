@@ -21,6 +21,8 @@ export interface Stats {
   noroute: number;
   /** Requests whose app socket did not answer (502/504). */
   broken: number;
+  /** Requests answered 503 because their app had all the connections it may (--max-app-connections) and the queue was full or too slow. */
+  appBusy: number;
   /** Requests refused as malformed (400, 408, 413, 431, 501, 505). */
   badRequest: number;
   /** Websocket (upgrade) tunnels opened. */
@@ -38,7 +40,7 @@ export interface Stats {
 /** Fresh zeroed counters. */
 export function createStats(): Stats {
   return {
-    connectionTotal: 0, connectionRefused: 0, requestTotal: 0, requestActive: 0, unauthorized: 0, noroute: 0, broken: 0,
+    connectionTotal: 0, connectionRefused: 0, requestTotal: 0, requestActive: 0, unauthorized: 0, noroute: 0, broken: 0, appBusy: 0,
     badRequest: 0, upgradeTotal: 0, upgradeActive: 0, upstreamConnects: 0, upstreamReuses: 0, upstreamOpen: 0,
   };
 }
@@ -49,6 +51,8 @@ export interface Gauges {
   controlConnections: number;
   /** Browser (or reverse proxy) connections open now. */
   connectionActive: number;
+  /** Requests waiting for a connection to their app, at its cap. */
+  appWaiting: number;
   startedAt: number;
 }
 
@@ -61,6 +65,8 @@ export function statusJson(stats: Stats, gauges: Gauges, version: string): strin
     noroute: stats.noroute,
     broken: stats.broken,
     routesTotal: gauges.routesTotal,
+    appBusy: stats.appBusy,
+    appWaiting: gauges.appWaiting,
     badRequest: stats.badRequest,
     upgradeTotal: stats.upgradeTotal,
     upgradeActive: stats.upgradeActive,
@@ -84,6 +90,7 @@ const METRICS: ReadonlyArray<[keyof Stats, "counter" | "gauge", string]> = [
   ["unauthorized", "counter", "Requests refused for a missing or wrong authorization cookie"],
   ["noroute", "counter", "Requests for a host without a route"],
   ["broken", "counter", "Requests whose app socket did not answer"],
+  ["appBusy", "counter", "Requests answered 503 because their app had all the connections it may"],
   ["badRequest", "counter", "Requests refused as malformed"],
   ["upgradeTotal", "counter", "Websocket tunnels opened"],
   ["upgradeActive", "gauge", "Websocket tunnels open"],
@@ -96,6 +103,7 @@ const GAUGES: ReadonlyArray<[string, (g: Gauges) => number, string]> = [
   ["conductor_routes", (g) => g.routesTotal, "Routes registered"],
   ["conductor_control_connections", (g) => g.controlConnections, "Open control-socket connections"],
   ["conductor_connection_active", (g) => g.connectionActive, "Open connections from browsers or the reverse proxy"],
+  ["conductor_app_waiting", (g) => g.appWaiting, "Requests waiting for a connection to their app, at its cap"],
   ["conductor_start_time_seconds", (g) => Math.floor(g.startedAt / 1000), "Start time of the process since the epoch"],
 ];
 

@@ -11,6 +11,7 @@
 import type { Socket } from "node:net";
 import type { BrowserConnection } from "./connection.ts";
 import { logAppFailure } from "./failure_log.ts";
+import { appBusyPage } from "./pages.ts";
 import type { ResponseHead } from "./http1.ts";
 import type { ProxyContext } from "./proxy.ts";
 import type { Route } from "./routes.ts";
@@ -26,7 +27,7 @@ const HALF_CLOSED_MS = 10_000;
 /** Sends an authorized upgrade request (head rewritten for the app) to `route`, and relays what follows. */
 export function forwardUpgrade(ctx: ProxyContext, route: Route, conn: BrowserConnection, method: string, head: string): void {
   const exchange = new UpgradeExchange(ctx, route, conn);
-  exchange.start(route.pool.connect(), method, head);
+  exchange.withdraw = route.pool.lease((upstream) => exchange.take(upstream, method, head), true);
 }
 
 class UpgradeExchange implements ExchangeHandler {
@@ -36,6 +37,8 @@ class UpgradeExchange implements ExchangeHandler {
   #upstream: Upstream | null = null;
   #done = false;
   #waitingDrain = false;
+  /** Withdraws the upgrade from the pool's queue, while it waits there for a connection. */
+  withdraw: () => void = () => {};
 
   constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection) {
     this.#ctx = ctx;
@@ -44,6 +47,18 @@ class UpgradeExchange implements ExchangeHandler {
     conn.onAbort = () => this.#abort();
     // Whatever answer comes, this browser connection will not carry another HTTP request.
     conn.closeAfterResponse();
+  }
+
+  /** The pool's answer: a new connection for the handshake, or null (the app is at its cap: 503). */
+  take(upstream: Upstream | null, method: string, head: string): void {
+    if (this.#done) {
+      upstream?.destroy();
+      return;
+    }
+    if (upstream !== null) return this.start(upstream, method, head);
+    this.#done = true;
+    this.#ctx.stats.appBusy++;
+    this.#conn.sendPage(503, true, appBusyPage());
   }
 
   start(upstream: Upstream, method: string, head: string): void {
@@ -143,6 +158,7 @@ class UpgradeExchange implements ExchangeHandler {
   #abort(): void {
     if (this.#done) return;
     this.#done = true;
+    this.withdraw();
     this.#upstream?.destroy();
     this.#upstream = null;
   }

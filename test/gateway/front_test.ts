@@ -18,7 +18,7 @@ test("a host without a route is 503 until the front end is ready, 404 after", as
     routes: new RouteTable([parseDomainPattern("{key}-{user}.localhost")]),
     stats: createStats(),
     logger: silentLogger,
-    gauges: () => ({ routesTotal: 0, controlConnections: 0, startedAt: Date.now() }),
+    gauges: () => ({ routesTotal: 0, controlConnections: 0, appWaiting: 0, startedAt: Date.now() }),
     version: "test",
     trustForwarded: false,
   });

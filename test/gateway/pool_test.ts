@@ -1,7 +1,9 @@
 /**
  * A route's connection pool against a real app socket that stalls: when the
  * route goes away, requests in flight are told at once (their browsers get
- * a 502 or a cut), instead of waiting for an answer that cannot come.
+ * a 502 or a cut), instead of waiting for an answer that cannot come. And
+ * its cap: requests beyond it wait in order for a freed connection, or are
+ * turned away when the queue is full, the wait runs out or the route goes.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -9,9 +11,9 @@ import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { RoutePool } from "../../src/gateway/pool.ts";
+import { DEFAULT_POOL_OPTIONS, RoutePool } from "../../src/gateway/pool.ts";
 import { createStats } from "../../src/gateway/stats.ts";
-import type { ExchangeHandler } from "../../src/gateway/upstream.ts";
+import type { ExchangeHandler, Upstream } from "../../src/gateway/upstream.ts";
 import { defer } from "../helpers/cleanup.ts";
 
 /** An app that reads requests and answers `answer` (or nothing), on a fresh socket. */
@@ -64,7 +66,7 @@ test("RoutePool.destroy() fails an exchange waiting for its response head", asyn
   const stats = createStats();
   const pool = new RoutePool(app.path, stats);
   const handler = recorder();
-  pool.acquire().request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET", handler);
+  pool.connect().request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET", handler);
   await until(() => app.requests() === 1);
   assert.equal(stats.upstreamOpen, 1, "the open connection is counted");
   pool.destroy();
@@ -79,8 +81,64 @@ test("RoutePool.destroy() fails an exchange in the middle of its body", async (t
   const handler = recorder();
   let head = false;
   handler.onResponseHead = () => { head = true; };
-  pool.acquire().request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET", handler);
+  pool.connect().request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET", handler);
   await until(() => head);
   pool.destroy();
   assert.equal(await handler.ended, "error EGONE after the head");
+});
+
+/** What a lease was given: a connection, null, or nothing yet. */
+function leased(pool: RoutePool, fresh = false): { got: Promise<Upstream | null>; given: () => boolean; withdraw: () => void } {
+  let given = false;
+  let withdraw = (): void => {};
+  const got = new Promise<Upstream | null>((resolve) => {
+    withdraw = pool.lease((u) => { given = true; resolve(u); }, fresh);
+  });
+  return { got, given: () => given, withdraw };
+}
+
+test("RoutePool at its cap: a request waits for the next connection freed and gets it; beyond the queue it is turned away at once", async (t) => {
+  const app = await stallingApp(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  const pool = new RoutePool(app.path, createStats(), { ...DEFAULT_POOL_OPTIONS, maxOpen: 2, maxWaiting: 1, waitMs: 600_000 });
+  const a = await leased(pool).got;
+  const b = await leased(pool).got;
+  assert.ok(a !== null && b !== null && a !== b, "two new connections under the cap");
+  const c = leased(pool);
+  assert.equal(c.given(), false, "the third waits");
+  assert.equal(pool.waitingCount, 1);
+  assert.equal(await leased(pool).got, null, "the fourth is turned away: the queue holds one");
+  const withdrawn = leased(pool);
+  // (the queue is full, so this one was turned away too; withdrawing it is harmless)
+  assert.equal(await withdrawn.got, null);
+  const done = recorder();
+  a!.request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET", done);
+  a!.endRequest();
+  assert.equal(await done.ended, "end");
+  assert.equal(await c.got, a, "the waiting request gets the connection its exchange freed");
+  assert.equal(pool.waitingCount, 0);
+});
+
+test("RoutePool at its cap: a withdrawn request is skipped, a closed connection frees a slot for a new one, and destroy() turns waiters away", async (t) => {
+  const app = await stallingApp(t, "");
+  const pool = new RoutePool(app.path, createStats(), { ...DEFAULT_POOL_OPTIONS, maxOpen: 1, maxWaiting: 4, waitMs: 600_000 });
+  const only = (await leased(pool).got)!;
+  const gone = leased(pool);
+  const next = leased(pool, true);
+  gone.withdraw();
+  assert.equal(pool.waitingCount, 1, "the browser that went away no longer waits");
+  only.destroy();
+  const fresh = await next.got;
+  assert.ok(fresh !== null && fresh !== only, "a new connection in the freed slot");
+  assert.equal(gone.given(), false, "the withdrawn request is never called");
+  const last = leased(pool);
+  pool.destroy();
+  assert.equal(await last.got, null, "the route went: waiters are turned away");
+});
+
+test("RoutePool at its cap: a request that waits longer than waitMs is turned away", async (t) => {
+  const app = await stallingApp(t, "");
+  const pool = new RoutePool(app.path, createStats(), { ...DEFAULT_POOL_OPTIONS, maxOpen: 1, maxWaiting: 4, waitMs: 1 });
+  await leased(pool).got;
+  assert.equal(await leased(pool).got, null, "turned away by the once-a-second sweep");
+  pool.destroy();
 });
