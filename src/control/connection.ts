@@ -48,6 +48,8 @@ const NEW = 0, REGISTERING = 1, LIVE = 2, CLOSED = 3;
 export class ControlConnection {
   readonly socket: Socket;
   readonly id: number;
+  /** When the client connected (ms since the epoch). */
+  readonly openedAt = Date.now();
   #ctx: ControlContext;
   #state = NEW;
   #directory: string | null = null;
@@ -93,6 +95,22 @@ export class ControlConnection {
       ctx.logger.error("cannot create client directory", { dir: ctx.socketsDir, error: err });
       this.#refuse(`Cannot create a client directory in ${ctx.socketsDir}: ${messageOf(err)}`);
     });
+  }
+
+  /** The client directory assigned to it, once made. */
+  get directory(): string | null {
+    return this.#directory;
+  }
+
+  /** True while it has sent nothing: it may be made to give way to another client. */
+  get silent(): boolean {
+    return this.#state === NEW;
+  }
+
+  /** Closes a silent connection to make room for another client, telling it why. */
+  giveWay(): void {
+    this.#ctx.logger.info("control socket full; closing a connection that sent no config", { conn: this.id, seconds: Math.round((Date.now() - this.openedAt) / 1000) });
+    this.#refuse("Cannot register: the gateway's control socket is full and this connection had sent nothing yet; try again");
   }
 
   /**

@@ -15,6 +15,7 @@ import type { Stats } from "../gateway/stats.ts";
 import type { GatewayState } from "../state/gateway_state.ts";
 import { WaitingRoutes } from "./waiting.ts";
 import { ControlConnection, type ControlContext } from "./connection.ts";
+import { pickToGiveWay } from "./fairness.ts";
 import { prepareSocketsDir, sweepClientDirs } from "./directories.ts";
 import { encodeLine } from "./protocol.ts";
 import { removeStaleSocket } from "./socket_check.ts";
@@ -28,7 +29,7 @@ export interface ControlOptions {
   logger: Logger;
   /** Most routes one user may hold. Default 64. */
   maxRoutesPerUser?: number;
-  /** Time a new connection has to send its config, in ms. Default 60 s. */
+  /** Time a new connection has to send its config, in ms. Default 30 s. */
   configTimeoutMs?: number;
   /** Most connections that have not registered yet. Default 1024. */
   maxPending?: number;
@@ -62,7 +63,7 @@ export const CONTROL_SOCKET_NAME = "client";
 export async function startControlServer(options: ControlOptions): Promise<ControlServer> {
   const { routes, stats, logger } = options;
   const maxPerUser = options.maxRoutesPerUser ?? 64;
-  const configTimeoutMs = options.configTimeoutMs ?? 60_000;
+  const configTimeoutMs = options.configTimeoutMs ?? 30_000;
   const maxPending = options.maxPending ?? 1024;
   const poolOptions = options.pool ?? DEFAULT_POOL_OPTIONS;
   const socketsDir = await prepareSocketsDir(options.runtimeDir);
@@ -95,6 +96,8 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
   let nextId = 1;
 
   const server: Server = createServer((socket) => {
+    const room = ctx.pending >= maxPending ? pickToGiveWay(silentConnections(ctx.open), Date.now()) : null;
+    room?.giveWay();
     if (ctx.pending >= maxPending) {
       logger.warn("too many unregistered control connections; refusing one", { limit: maxPending });
       socket.on("error", () => socket.destroy());
@@ -135,4 +138,9 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
       return closing;
     },
   };
+}
+
+/** The connections that have sent nothing yet, in order of connection. */
+function* silentConnections(open: Iterable<ControlConnection>): Iterable<ControlConnection> {
+  for (const conn of open) if (conn.silent) yield conn;
 }
