@@ -72,6 +72,10 @@ export interface GatewayService {
   urls: string[];
   scheme: string;
   created: string;
+  /** Browsers' last use (ISO time), null before any; absent from older gateways. */
+  lastActivity?: string | null;
+  /** Seconds since the last use (or since it was published); absent from older gateways. */
+  idle?: number;
 }
 
 /** An open control connection and the directory the gateway assigned to it. */

@@ -84,7 +84,8 @@ async function listOnGateway(pattern: string, json: boolean, gateway: { destinat
       ctx.out(JSON.stringify(services, null, 2) + "\n");
       return 0;
     }
-    ctx.out(table(["NAME", "KIND", "URL", "AGE"], services.map((s) => [s.name, s.kind, `${s.scheme}://${s.urls[0]}/`, age(s.created)])));
+    ctx.out(table(["NAME", "KIND", "URL", "AGE", "IDLE"], services.map((s) =>
+      [s.name, s.kind, `${s.scheme}://${s.urls[0]}/`, age(s.created), s.idle === undefined ? "-" : seconds(s.idle)])));
     return 0;
   } catch (err) {
     ctx.err(`conductor: ${messageOf(err)}\n`);
@@ -130,7 +131,11 @@ function urlOf(record: ServiceRecord): string {
 }
 
 function age(iso: string): string {
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return seconds(Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000)));
+}
+
+/** `s` seconds, written short: 42s, 5m07s, 3h02m, 2d04h. */
+function seconds(s: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
   if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, "0")}m`;

@@ -245,12 +245,19 @@ export class ControlConnection {
     }
   }
 
-  /** Answers `{"op": "list"}`: the live services of the user who placed `whoami`, without tokens. */
+  /**
+   * Answers `{"op": "list"}`: the live services of the user who placed
+   * `whoami`, without tokens, with their browsers' last use (only the owner
+   * learns it: the status pages show no route).
+   */
   async #list(dir: string): Promise<void> {
     const ctx = this.#ctx;
     const user = await identify(dir);
+    const now = Date.now();
     const services = [...ctx.routes.all()].filter((r) => r.user === user).map((r) => ({
       name: r.name, kind: "http", key: r.key, urls: [...r.hosts], scheme: ctx.scheme, created: new Date(r.created).toISOString(),
+      lastActivity: r.lastActivity === 0 ? null : new Date(r.lastActivity).toISOString(),
+      idle: Math.max(0, Math.floor((now - (r.lastActivity || r.created)) / 1000)),
     }));
     this.#reply({ status: "ok", user, services });
     this.close("list answered", "drop", true);

@@ -55,6 +55,12 @@ test("show, verify, list and stop work on one's own live service and on nobody e
   const services = JSON.parse(remote.stdout);
   assert.deepEqual(services.map((s: { name: string }) => s.name), ["notebook"]);
   assert.ok(!remote.stdout.includes("magic-key-1234567") && !/auth/i.test(remote.stdout), "the gateway lists no token");
+  assert.equal(services[0].lastActivity, null, "no browser has used it: the auth link is the gateway's own page");
+  assert.ok(Number.isInteger(services[0].idle) && services[0].idle >= 0, JSON.stringify(services[0]));
+  assert.equal((await request({ port: gw.port, host: live.urls[0], path: "/hello", headers: { Cookie: "authorization=magic-key-1234567" } })).status, 200);
+  const used = await conductorCommand(t, "alice", ["list", "--gateway", `alice@127.0.0.1:${sshd.port}${gw.controlPath}`, ...options], env);
+  assert.match(used.stdout, /^NAME +KIND +URL +AGE +IDLE$/m);
+  assert.match(used.stdout, /^notebook +http +http:\/\/\S+ +\S+ +[0-9]+s$/m, "the owner sees how long ago a browser used it");
 
   // Bob sees, verifies and stops nothing of alice's, locally or on the gateway.
   assert.equal((await conductorCommand(t, "bob", ["show", "notebook"])).code, 1);
