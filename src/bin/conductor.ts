@@ -10,7 +10,10 @@ import { CLIENT_HELP, parseClientArgs } from "../client/cli.ts";
 import { jsonLinesSink } from "../client/events.ts";
 import { preflight } from "../client/preflight.ts";
 import { EXIT_ERROR, runClient } from "../client/run.ts";
+import { runTunnel } from "../client/tunnel.ts";
 import { listCommand, showService, stopService, verifyService, type VerbContext } from "../client/verbs.ts";
+import { encodeLine } from "../control/protocol.ts";
+import { clientSsh } from "../ssh/master.ts";
 import { messageOf } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
@@ -30,6 +33,17 @@ async function main(argv: string[]): Promise<number> {
   if (command.kind === "version") {
     process.stdout.write(`conductor ${VERSION}\n`);
     return 0;
+  }
+  const signalled = (): Promise<string> => new Promise<string>((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => resolve(signal));
+  });
+  if (command.kind === "tunnel") {
+    return runTunnel(clientSsh(process.env, command.destination, command.sshOptions), command.forwards, {
+      env: process.env,
+      logger: createLogger({ verbose: command.verbose }),
+      events: (event) => process.stdout.write(encodeLine(event)),
+      stopRequested: signalled(),
+    });
   }
   if (command.kind !== "run") {
     const ctx: VerbContext = {
@@ -57,9 +71,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger({ verbose: command.options.verbose });
-  const stopRequested = new Promise<string>((resolve) => {
-    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => resolve(signal));
-  });
+  const stopRequested = signalled();
   return runClient(command.options, {
     env: process.env,
     events: jsonLinesSink((line) => process.stdout.write(line)),

@@ -14,7 +14,8 @@ import { isAbsolute, resolve } from "node:path";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { normalizeKey, normalizeName } from "../control/protocol.ts";
 import { parseDuration } from "../lib/duration.ts";
-import { parseDestination, type Destination } from "../ssh/destination.ts";
+import { DEFAULT_CONTROL_PATH, parseDestination, type Destination } from "../ssh/destination.ts";
+import { parseForward, type Forward } from "./tunnel.ts";
 
 /** `conductor --help`. */
 export const CLIENT_HELP = `Usage: conductor [options] [user@]host[:port][/path/to/client.sock] APP.SOCK -- COMMAND [ARG...]
@@ -22,6 +23,7 @@ export const CLIENT_HELP = `Usage: conductor [options] [user@]host[:port][/path/
        conductor verify NAME KEY
        conductor list [PATTERN] [--json] [--gateway [user@]host[:port][/path]]
        conductor stop NAME
+       conductor tunnel [-o OPTION]... [user@]host[:port] LOCAL:REMOTE...
 
 Run COMMAND, an app listening on the UNIX socket APP.SOCK, and publish it on
 the conductor gateway HOST through SSH. Progress is printed as JSON lines on
@@ -66,10 +68,17 @@ Commands on your live services (never another user's):
   verify NAME KEY      exit 0 when KEY is the magic key (token) of NAME, else 1
   list [PATTERN]       your live services whose name matches PATTERN (* and ?)
   stop NAME            end service NAME: its conductor stops the app and exits
+  tunnel HOST LOCAL:REMOTE...
+                       forward LOCAL to REMOTE on HOST through the SSH
+                       connection your runs to HOST share; each side a port
+                       (local ports bind 127.0.0.1; a remote one is HOST's
+                       localhost) or a UNIX socket path; prints a JSON line
+                       per forward, holds them until stopped (Ctrl-C), exits
+                       1 with a reason if the connection ends
       --json           print JSON instead of text (show, list)
       --gateway GATEWAY
                        list what the gateway publishes for you, over SSH
-                       (no tokens); -o options apply
+                       (no tokens); -o options apply (to tunnel too)
 
 The control socket path defaults to /var/run/conductor/client on HOST.
 SSH uses your own ~/.ssh/config, agent and known_hosts, in batch mode (no
@@ -98,7 +107,7 @@ See conductor(1) and conductor(7).
 export const DEFAULT_START_TIMEOUT_MS = 600_000;
 
 /** The registry's verbs. */
-export const VERBS = ["show", "verify", "list", "stop"] as const;
+export const VERBS = ["show", "verify", "list", "stop", "tunnel"] as const;
 
 /** What the client command line asks for. */
 export type ClientCommand =
@@ -108,7 +117,8 @@ export type ClientCommand =
   | { kind: "show"; name: string; json: boolean }
   | { kind: "verify"; name: string; key: string }
   | { kind: "list"; pattern: string; json: boolean; gateway: Destination | null; gatewayText: string | null; sshOptions: string[]; verbose: boolean }
-  | { kind: "stop"; name: string };
+  | { kind: "stop"; name: string }
+  | { kind: "tunnel"; destination: Destination; forwards: Forward[]; sshOptions: string[]; verbose: boolean };
 
 /** A parsed `conductor` run. */
 export interface ClientArgs {
@@ -165,7 +175,7 @@ function takesValue(arg: string): boolean {
 export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientCommand {
   const verbAt = argv.findIndex((a, i) => !a.startsWith("-") && !takesValue(argv[i - 1] ?? ""));
   if (verbAt !== -1 && (VERBS as readonly string[]).includes(argv[verbAt])) {
-    return parseVerb(argv[verbAt] as typeof VERBS[number], [...argv.slice(0, verbAt), ...argv.slice(verbAt + 1)]);
+    return parseVerb(argv[verbAt] as typeof VERBS[number], [...argv.slice(0, verbAt), ...argv.slice(verbAt + 1)], cwd);
   }
   const { head, command, dashes } = splitCommand(argv);
   let parsed;
@@ -213,7 +223,7 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
   };
 }
 
-function parseVerb(verb: typeof VERBS[number], args: string[]): ClientCommand {
+function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): ClientCommand {
   let parsed;
   try {
     parsed = parseArgs({
@@ -236,7 +246,8 @@ function parseVerb(verb: typeof VERBS[number], args: string[]): ClientCommand {
   const want = (n: number, what: string): void => {
     if (positionals.length !== n) throw usage(`conductor ${verb} takes ${what}`);
   };
-  if (verb !== "list" && (values.gateway !== undefined || values["ssh-option"] !== undefined)) throw usage("--gateway and -o go with conductor list");
+  if (verb !== "list" && values.gateway !== undefined) throw usage("--gateway goes with conductor list");
+  if (verb !== "list" && verb !== "tunnel" && values["ssh-option"] !== undefined) throw usage("-o goes with conductor list and conductor tunnel");
   switch (verb) {
     case "show":
       want(1, "a service name");
@@ -247,6 +258,18 @@ function parseVerb(verb: typeof VERBS[number], args: string[]): ClientCommand {
     case "stop":
       want(1, "a service name");
       return { kind: "stop", name: wrap(() => normalizeName(positionals[0])) };
+    case "tunnel": {
+      if (positionals.length < 2) throw usage("conductor tunnel takes a host and at least one LOCAL:REMOTE forward");
+      const destination = parseDestination(positionals[0]);
+      if (destination.controlPath !== DEFAULT_CONTROL_PATH) throw usage(`conductor tunnel takes a host without a path: ${positionals[0]}`);
+      return {
+        kind: "tunnel",
+        destination,
+        forwards: positionals.slice(1).map((spec) => wrap(() => parseForward(spec, cwd))),
+        sshOptions: checkSshOptions(values["ssh-option"] ?? []),
+        verbose: values.verbose ?? false,
+      };
+    }
     case "list":
       if (positionals.length > 1) throw usage("conductor list takes at most one pattern");
       return {

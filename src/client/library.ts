@@ -12,6 +12,7 @@ import { ConductorError } from "../lib/errors.ts";
 import { generateToken, hashToken, MIN_TOKEN_LENGTH, tokenProblem } from "../lib/token.ts";
 import { authLink, findService, keyMatches, listServices, registryDir, removeService, saveService, selfPid, type ServiceRecord } from "../registry/services.ts";
 import { parseDestination } from "../ssh/destination.ts";
+import { clientSsh } from "../ssh/master.ts";
 import { runtimeDir } from "../state/private_dir.ts";
 import type { ClientEvent } from "./events.ts";
 import { keepPublished } from "./publish.ts";
@@ -71,7 +72,7 @@ export async function register(options: RegisterOptions): Promise<Registered> {
   if (problem !== null) throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot register: the token ${problem}; give at least ${MIN_TOKEN_LENGTH} random characters, or none to have one made`);
   const registry = registryDir(env);
   const session = new GatewaySession({
-    ssh: { ssh: env.CONDUCTOR_SSH || "ssh", destination: parseDestination(options.gateway), options: options.sshOptions ?? [], persistSeconds: 60, aliveInterval: 15 },
+    ssh: clientSsh(env, parseDestination(options.gateway), options.sshOptions ?? []),
     appSocket: options.socket,
     key,
     name,

@@ -12,7 +12,7 @@ import { generateToken, hashToken } from "../lib/token.ts";
 import { runtimeDir } from "../state/private_dir.ts";
 import { serviceCertificate, type ServiceCertificate } from "../registry/certificate.ts";
 import { findService, registryDir, removeService, saveService, selfPid, type ServiceRecord } from "../registry/services.ts";
-import type { SshSettings } from "../ssh/master.ts";
+import { clientSsh } from "../ssh/master.ts";
 import { startApp, type App } from "./app.ts";
 import type { ClientArgs } from "./cli.ts";
 import type { EventSink } from "./events.ts";
@@ -102,15 +102,8 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     }
   };
   let warnedActivity = false;
-  const ssh: SshSettings = {
-    ssh: env.CONDUCTOR_SSH || "ssh",
-    destination: args.destination,
-    options: args.sshOptions,
-    persistSeconds: 60,
-    aliveInterval: 15,
-  };
   const session = new GatewaySession({
-    ssh,
+    ssh: clientSsh(env, args.destination, args.sshOptions),
     appSocket: args.appSocket,
     key: args.key,
     name: args.name,

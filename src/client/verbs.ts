@@ -11,6 +11,7 @@ import { authLink, findService, globRe, isLocal, keyMatches, listServices, regis
 import { processAlive } from "../state/lock.ts";
 import { runtimeDir } from "../state/private_dir.ts";
 import type { Destination } from "../ssh/destination.ts";
+import { clientSsh } from "../ssh/master.ts";
 import { GatewaySession } from "./session.ts";
 
 /** Where a verb writes, and what it knows of its environment. */
@@ -66,7 +67,7 @@ export async function listCommand(pattern: string, json: boolean, gateway: { des
 
 async function listOnGateway(pattern: string, json: boolean, gateway: { destination: Destination; text: string; sshOptions: string[] }, ctx: VerbContext): Promise<number> {
   const session = new GatewaySession({
-    ssh: { ssh: ctx.env.CONDUCTOR_SSH || "ssh", destination: gateway.destination, options: gateway.sshOptions, persistSeconds: 60, aliveInterval: 15 },
+    ssh: clientSsh(ctx.env, gateway.destination, gateway.sshOptions),
     appSocket: "",
     key: null,
     name: "none",

@@ -25,6 +25,15 @@ export interface SshSettings {
   aliveInterval: number;
 }
 
+/**
+ * The settings of conductor's SSH connections to `destination`: the ssh of
+ * `CONDUCTOR_SSH` (default ssh), a master that outlives its last channel by
+ * 60 s, keep-alive probes every 15 s.
+ */
+export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, options: readonly string[]): SshSettings {
+  return { ssh: env.CONDUCTOR_SSH || "ssh", destination, options, persistSeconds: 60, aliveInterval: 15 };
+}
+
 /** What an ssh invocation printed and how it ended. */
 interface SshResult {
   code: number;

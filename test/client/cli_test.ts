@@ -70,3 +70,16 @@ test("parseClientArgs() reads --idle-timeout and --start-timeout as sshd_config 
   assert.throws(() => parseClientArgs(["--idle-timeout", "soon", "gw", "/s", "--", "x"]), /--idle-timeout takes a duration above zero, as in sshd_config/);
   assert.throws(() => parseClientArgs(["--start-timeout", "0", "gw", "/s", "--", "x"]), /--start-timeout takes a duration above zero/);
 });
+
+test("parseClientArgs() reads conductor tunnel: a host without a path, then LOCAL:REMOTE forwards of ports and socket paths", () => {
+  const c = parseClientArgs(["tunnel", "-o", "Port=2222", "me@gw", "8888:/run/lab.sock", "db.sock:5432"], "/home/me");
+  assert.ok(c.kind === "tunnel");
+  assert.equal(c.destination.host, "gw");
+  assert.deepEqual(c.sshOptions, ["Port=2222"]);
+  assert.deepEqual(c.forwards, [{ local: "127.0.0.1:8888", remote: "/run/lab.sock" }, { local: "/home/me/db.sock", remote: "localhost:5432" }]);
+  assert.throws(() => parseClientArgs(["tunnel", "gw"]), /conductor tunnel takes a host and at least one LOCAL:REMOTE forward/);
+  assert.throws(() => parseClientArgs(["tunnel", "gw/run/x", "1:2"]), /conductor tunnel takes a host without a path/);
+  assert.throws(() => parseClientArgs(["tunnel", "gw", "1:2:3"]), /Cannot read forward '1:2:3'/);
+  assert.throws(() => parseClientArgs(["tunnel", "gw", "70000:22"]), /port 70000 is not from 1 to 65535/);
+  assert.throws(() => parseClientArgs(["show", "-o", "Port=2", "x"]), /-o goes with conductor list and conductor tunnel/);
+});
