@@ -41,19 +41,23 @@ export interface Lock {
 
 const HOST = hostname();
 
-/** Start time of process `pid` from /proc/PID/stat, or 0 when it cannot be read. */
-export function processStartTime(pid: number): number {
+/** Fields 3 onwards of /proc/PID/stat (state first), or null when it cannot be read. */
+function statFields(pid: number): string[] | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Field 22; the command name (field 2) may contain spaces, so count from its closing parenthesis.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[19]) || 0;
+    // The command name (field 2) may contain spaces, so count from its closing parenthesis.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
-    return 0;
+    return null;
   }
 }
 
-/** True when process `pid` runs on this host (and, with `started`, is the same process). */
+/** Start time of process `pid` from /proc/PID/stat, or 0 when it cannot be read. */
+export function processStartTime(pid: number): number {
+  return Number(statFields(pid)?.[19]) || 0;
+}
+
+/** True when process `pid` runs on this host (and, with `started`, is the same process); a zombie has ended. */
 export function processAlive(pid: number, started = 0): boolean {
   try {
     process.kill(pid, 0);
@@ -61,7 +65,9 @@ export function processAlive(pid: number, started = 0): boolean {
     if (isErrno(err, "ESRCH")) return false;
     // EPERM: it exists but belongs to someone else.
   }
-  return started === 0 || processStartTime(pid) === 0 || processStartTime(pid) === started;
+  const fields = statFields(pid);
+  if (fields?.[0] === "Z") return false;
+  return started === 0 || fields === null || Number(fields[19]) === started;
 }
 
 /** Takes the lock at `path`, waiting (bounded) for another holder and recovering stale locks. */
