@@ -20,6 +20,7 @@ datarootdir = $(prefix)/share
 mandir = $(datarootdir)/man
 docdir = $(datarootdir)/doc/conductor
 systemdunitdir = $(prefix)/lib/systemd/system
+systemduserunitdir = $(prefix)/lib/systemd/user
 pkglibdir = $(libdir)/conductor
 # The interpreter written into the launchers' first line.
 NODE = /usr/bin/env node
@@ -31,8 +32,7 @@ VERSION := $(shell sed -n 's/^export const VERSION = "\(.*\)";$$/\1/p' src/lib/v
 # Release timestamps: the last commit's time, so two builds of one commit are identical.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-PROGRAMS = conductor conductor-server
-MAN_PAGES = man/conductor.1 man/conductor.7 man/conductor-server.8
+MAN_PAGES = man/conductor.1 man/conductor-agent.1 man/conductor.7 man/conductor-server.8
 DOCS = README.md LICENSE
 UNITS = contrib/systemd/conductor-server.service contrib/systemd/conductor-server.socket
 DIST = conductor-$(VERSION)
@@ -74,8 +74,9 @@ install: all
 	cp -R lib/conductor/. $(DESTDIR)$(pkglibdir)/
 	chmod -R u+rw,go+rX,go-w $(DESTDIR)$(pkglibdir)
 	$(call launcher,conductor,$(bindir))
+	$(call launcher,conductor-agent,$(bindir))
 	$(call launcher,conductor-server,$(sbindir))
-	$(INSTALL) -m 644 man/conductor.1 $(DESTDIR)$(mandir)/man1/
+	$(INSTALL) -m 644 man/conductor.1 man/conductor-agent.1 $(DESTDIR)$(mandir)/man1/
 	$(INSTALL) -m 644 man/conductor.7 $(DESTDIR)$(mandir)/man7/
 	$(INSTALL) -m 644 man/conductor-server.8 $(DESTDIR)$(mandir)/man8/
 	$(INSTALL) -m 644 $(DOCS) $(DESTDIR)$(docdir)/
@@ -90,17 +91,20 @@ define launcher
 endef
 
 install-systemd:
-	$(INSTALL) -d $(DESTDIR)$(systemdunitdir)
+	$(INSTALL) -d $(DESTDIR)$(systemdunitdir) $(DESTDIR)$(systemduserunitdir)
 	for unit in $(UNITS); do \
 	    sed 's|/usr/sbin/conductor-server|$(sbindir)/conductor-server|g' $$unit > $(DESTDIR)$(systemdunitdir)/$${unit##*/} && \
 	    chmod 644 $(DESTDIR)$(systemdunitdir)/$${unit##*/} || exit 1; \
 	done
+	sed 's|/usr/bin/conductor-agent|$(bindir)/conductor-agent|g' contrib/systemd/conductor-agent.service > $(DESTDIR)$(systemduserunitdir)/conductor-agent.service
+	chmod 644 $(DESTDIR)$(systemduserunitdir)/conductor-agent.service
 
 uninstall:
-	rm -f $(DESTDIR)$(bindir)/conductor $(DESTDIR)$(sbindir)/conductor-server
-	rm -f $(DESTDIR)$(mandir)/man1/conductor.1 $(DESTDIR)$(mandir)/man7/conductor.7 $(DESTDIR)$(mandir)/man8/conductor-server.8
+	rm -f $(DESTDIR)$(bindir)/conductor $(DESTDIR)$(bindir)/conductor-agent $(DESTDIR)$(sbindir)/conductor-server
+	rm -f $(DESTDIR)$(mandir)/man1/conductor.1 $(DESTDIR)$(mandir)/man1/conductor-agent.1 $(DESTDIR)$(mandir)/man7/conductor.7 $(DESTDIR)$(mandir)/man8/conductor-server.8
 	rm -rf $(DESTDIR)$(pkglibdir) $(DESTDIR)$(docdir)
 	for unit in $(UNITS); do rm -f $(DESTDIR)$(systemdunitdir)/$${unit##*/}; done
+	rm -f $(DESTDIR)$(systemduserunitdir)/conductor-agent.service
 
 clean:
 	rm -rf lib/conductor conductor-*.tar.gz

@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { AGENT_HELP } from "../src/agent/cli.ts";
 import { CLIENT_HELP } from "../src/client/cli.ts";
 import { SERVER_HELP } from "../src/gateway/cli.ts";
 import { VERSION } from "../src/lib/version.ts";
@@ -35,14 +36,14 @@ function manOptions(page: string): Set<string> {
   return new Set([...text.matchAll(/Fl \\-([a-z][a-z-]*)/g)].map((m) => "--" + m[1]));
 }
 
-for (const [program, help, page] of [["conductor-server", SERVER_HELP, "conductor-server.8"], ["conductor", CLIENT_HELP, "conductor.1"]] as const) {
+for (const [program, help, page] of [["conductor-server", SERVER_HELP, "conductor-server.8"], ["conductor", CLIENT_HELP, "conductor.1"], ["conductor-agent", AGENT_HELP, "conductor-agent.1"]] as const) {
   test(`${program} --help and man/${page} name the same options`, () => {
     assert.ok(helpOptions(help).has("--help") && helpOptions(help).size > 3, "the help's options are found");
     assert.deepEqual([...manOptions(page)].sort(), [...helpOptions(help)].sort());
   });
 }
 
-for (const [program, help] of [["conductor-server", SERVER_HELP], ["conductor", CLIENT_HELP]] as const) {
+for (const [program, help] of [["conductor-server", SERVER_HELP], ["conductor", CLIENT_HELP], ["conductor-agent", AGENT_HELP]] as const) {
   test(`${program} --help prints the help text and --version the package version`, () => {
     const bin = join(repoRoot, "dist", "src", "bin", `${program}.js`);
     assert.equal(execFileSync(process.execPath, [bin, "--help"], { encoding: "utf8" }), help);

@@ -59,6 +59,9 @@ Options of a run:
   -o, --ssh-option OPTION
                        pass '-o OPTION' to ssh, e.g. -o Port=2222 or
                        -o IdentityFile=~/.ssh/cluster; repeatable
+      --agent SOCKET   use this conductor-agent: ssh takes keys from it, and
+                       it is unlocked before each SSH connection (default:
+                       the one SSH_AUTH_SOCK names, if it is one)
   -v, --verbose        debug logs (JSON lines on stderr)
   -V, --version        print the version and exit
   -h, --help           print this help and exit
@@ -137,6 +140,8 @@ export interface ClientArgs {
   idleTimeoutMs: number | null;
   /** Give up when the app has not listened within this long, in ms. */
   startTimeoutMs: number;
+  /** The conductor-agent socket given with --agent. */
+  agent?: string;
   verbose: boolean;
   sshOptions: string[];
 }
@@ -148,6 +153,7 @@ const RUN_OPTIONS = {
   tls: { type: "boolean" },
   "idle-timeout": { type: "string" },
   "start-timeout": { type: "string" },
+  agent: { type: "string" },
   verbose: { type: "boolean", short: "v" },
   "ssh-option": { type: "string", short: "o", multiple: true },
   version: { type: "boolean", short: "V" },
@@ -155,7 +161,7 @@ const RUN_OPTIONS = {
 } as const;
 
 /** Long options that take the next argument as their value. */
-const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout", "--start-timeout"]);
+const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout", "--start-timeout", "--agent"]);
 /** Short options that take a value: the rest of their argument, or the next one. */
 const SHORT_WITH_VALUE = new Set(["k", "n", "o"]);
 
@@ -217,6 +223,7 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
       tls: values.tls ?? false,
       idleTimeoutMs,
       startTimeoutMs,
+      agent: values.agent === undefined ? undefined : resolve(cwd, values.agent),
       verbose: values.verbose ?? false,
       sshOptions,
     },

@@ -103,7 +103,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   };
   let warnedActivity = false;
   const session = new GatewaySession({
-    ssh: clientSsh(env, args.destination, args.sshOptions),
+    ssh: clientSsh(env, args.destination, args.sshOptions, args.agent),
     appSocket: args.appSocket,
     key: args.key,
     name: args.name,

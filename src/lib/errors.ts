@@ -27,7 +27,8 @@ export type ErrorCode =
   | "CONDUCTOR_ERR_SSH"
   | "CONDUCTOR_ERR_STATE"
   | "CONDUCTOR_ERR_LOCK"
-  | "CONDUCTOR_ERR_NOT_FOUND";
+  | "CONDUCTOR_ERR_NOT_FOUND"
+  | "CONDUCTOR_ERR_AGENT";
 
 /** An error with a stable `code`, and a `cause` where one exists. */
 export class ConductorError extends Error {

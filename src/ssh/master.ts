@@ -9,6 +9,8 @@
  * @module
  */
 import { execFile, spawn } from "node:child_process";
+import { useAgent } from "../agent/agent.ts";
+import { agentFiles, isConductorAgent } from "../agent/files.ts";
 import { ConductorError } from "../lib/errors.ts";
 import type { Destination } from "./destination.ts";
 
@@ -23,15 +25,25 @@ export interface SshSettings {
   persistSeconds: number;
   /** Seconds between keep-alive probes; the master gives up after 3 missed ones. */
   aliveInterval: number;
+  /** Runs before each connection ssh makes to the server (a conductor-agent's `use`: unlock it, mark use). */
+  beforeConnect?: () => Promise<void>;
 }
 
 /**
  * The settings of conductor's SSH connections to `destination`: the ssh of
  * `CONDUCTOR_SSH` (default ssh), a master that outlives its last channel by
- * 60 s, keep-alive probes every 15 s.
+ * 60 s, keep-alive probes every 15 s. With a conductor-agent (`agent`, or
+ * the one `SSH_AUTH_SOCK` names), it is unlocked and marked used before each
+ * connection.
  */
-export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, options: readonly string[]): SshSettings {
-  return { ssh: env.CONDUCTOR_SSH || "ssh", destination, options, persistSeconds: 60, aliveInterval: 15 };
+export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, options: readonly string[], agent?: string): SshSettings {
+  const settings: SshSettings = { ssh: env.CONDUCTOR_SSH || "ssh", destination, options, persistSeconds: 60, aliveInterval: 15 };
+  const socket = agent ?? env.SSH_AUTH_SOCK;
+  if (socket === undefined || (agent === undefined && !isConductorAgent(socket))) return settings;
+  const files = agentFiles(socket);
+  if (agent !== undefined) settings.options = [...options, `IdentityAgent=${agent}`];
+  settings.beforeConnect = async () => { await useAgent(files); };
+  return settings;
 }
 
 /** What an ssh invocation printed and how it ended. */
@@ -78,6 +90,7 @@ export class SshMaster {
    * and ready, rejects with ssh's own message (`CONDUCTOR_ERR_SSH`) otherwise.
    */
   async start(timeoutMs = 60_000): Promise<void> {
+    await this.settings.beforeConnect?.();
     const args = [
       "-f", "-N", "-T",
       "-o", "ControlMaster=yes",

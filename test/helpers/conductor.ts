@@ -30,6 +30,8 @@ export interface ConductorStart {
   env?: NodeJS.ProcessEnv;
   /** Run this executable (an installed launcher) instead of the built conductor with node. */
   program?: string;
+  /** ssh options instead of the private sshd's defaults for the user (identity, known hosts). */
+  sshOptions?: string[];
 }
 
 /** A running client. */
@@ -65,7 +67,7 @@ export function startConductor(t: Cleanup, sshd: TestSshd, gw: TestGateway, opti
   const destination = `${sshd.loginName(user)}@127.0.0.1:${sshd.port}${gw.controlPath}`;
   const args = [...(options.program === undefined ? [bin("conductor")] : []), ...(options.args ?? [])];
   if (options.key !== undefined) args.push("-k", options.key);
-  for (const o of sshd.clientOptions(user)) args.push("-o", o);
+  for (const o of options.sshOptions ?? sshd.clientOptions(user)) args.push("-o", o);
   args.push(destination, appSocket, "--", ...(options.command ?? [process.execPath, fixture("serve")]));
   // Each run its own state directory: test files run at once as the same users.
   const stateEnv = { XDG_STATE_HOME: join(dir, "state") };

@@ -124,8 +124,8 @@ test("the tarball installs with make install and node, ssh and coreutils only; t
   const root = openDir(t, "conductor-destdir-");
   run("make", ["install", `DESTDIR=${root}`, "PREFIX=/usr"], { cwd: release, env });
   const installed = filesUnder(root);
-  for (const wanted of ["usr/bin/conductor", "usr/sbin/conductor-server", "usr/lib/conductor/bin/conductor.js", "usr/lib/conductor/package.json",
-    "usr/share/man/man1/conductor.1", "usr/share/man/man7/conductor.7", "usr/share/man/man8/conductor-server.8",
+  for (const wanted of ["usr/bin/conductor", "usr/bin/conductor-agent", "usr/sbin/conductor-server", "usr/lib/conductor/bin/conductor.js", "usr/lib/conductor/package.json",
+    "usr/share/man/man1/conductor.1", "usr/share/man/man1/conductor-agent.1", "usr/share/man/man7/conductor.7", "usr/share/man/man8/conductor-server.8",
     "usr/share/doc/conductor/README.md", "usr/share/doc/conductor/contrib/nginx-conductor.conf"]) {
     assert.ok(installed.includes(wanted), `installed ${wanted}: ${installed.join(" ")}`);
   }
@@ -136,6 +136,7 @@ test("the tarball installs with make install and node, ssh and coreutils only; t
   const server = join(root, "usr/sbin/conductor-server");
   assert.equal(run(conductor, ["--version"], { env }), `conductor ${VERSION}\n`);
   assert.match(run(server, ["--help"], { env }), /^Usage: conductor-server \[options\]/);
+  assert.equal(run(join(root, "usr/bin/conductor-agent"), ["--version"], { env }), `conductor-agent ${VERSION}\n`);
   for (const page of installed.filter((f) => f.startsWith("usr/share/man/"))) {
     const shown = spawnSync("man", ["--warnings", "-l", join(root, page)], { env: { ...process.env, MANPAGER: "cat", MANWIDTH: "80" }, encoding: "utf8" });
     assert.equal(shown.status, 0, `man -l ${page}`);
@@ -154,6 +155,7 @@ test("the tarball installs with make install and node, ssh and coreutils only; t
 
   run("make", ["install-systemd", `DESTDIR=${root}`, "PREFIX=/usr"], { cwd: release, env });
   assert.match(readFileSync(join(root, "usr/lib/systemd/system/conductor-server.service"), "utf8"), /^ExecStart=\/usr\/sbin\/conductor-server /m);
+  assert.match(readFileSync(join(root, "usr/lib/systemd/user/conductor-agent.service"), "utf8"), /^ExecStart=\/usr\/bin\/conductor-agent start --foreground /m);
   run("make", ["uninstall", `DESTDIR=${root}`, "PREFIX=/usr"], { cwd: release, env });
   assert.deepEqual(filesUnder(root), [], "make uninstall leaves no file");
 });
