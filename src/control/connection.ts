@@ -238,7 +238,7 @@ export class ControlConnection {
       ctx.logger.info("route idle past --max-idle; closing", { key: route.key, user: route.user, seconds: idle });
       // An original client takes the close for a drop and registers again with the same token: refuse that run.
       for (const [run, until] of ctx.idleClosed) if (until <= now) ctx.idleClosed.delete(run);
-      ctx.idleClosed.set(runKey(route.user, route.key, route.authHash), now + ctx.maxIdleMs);
+      ctx.idleClosed.set(runKey(route.user, route.key, route.authHash), now + Math.max(ctx.maxIdleMs, IDLE_RUN_REFUSED_MS));
       this.#endedHere = true;
       this.#reply({ op: "close", reason, idle });
       this.close(reason, "drop", true);
@@ -290,6 +290,9 @@ export class ControlConnection {
     }
   }
 }
+
+/** How long, at least, a run closed for being idle is refused if it registers again, in ms (--max-idle if longer). */
+const IDLE_RUN_REFUSED_MS = 600_000;
 
 /** The key of one run's registrations: its user, route key and token hash. */
 function runKey(user: string, key: string, authHash: Buffer): string {

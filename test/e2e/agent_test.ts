@@ -62,22 +62,21 @@ test("conductor-agent locks itself after --idle; use, and conductor before conne
   const socket = join(userDir(t, "alice"), "agent.sock");
   const key = sshd.clientOptions("alice").find((o) => o.startsWith("IdentityFile="))!.slice("IdentityFile=".length);
   t.after(() => agent(t, ["stop", "--socket", socket]));
-  const started = await agent(t, ["start", "--socket", socket, "--idle", "2s", "--key", key]);
+  // Long enough for the checks that follow an unlock to run inside it on a loaded machine.
+  const started = await agent(t, ["start", "--socket", socket, "--idle", "5s", "--key", key]);
   assert.equal(started.code, 0, started.stderr);
   assert.equal(started.stdout, `SSH_AUTH_SOCK='${socket}'; export SSH_AUTH_SOCK;`);
   const password = readFileSync(`${socket}.password`, "utf8").trim();
   assert.ok(password.length >= 40);
   assert.ok(sshWorks(sshd, socket), "ssh logs in with the agent's key");
 
-  const status = async () => JSON.parse((await agent(t, ["status", "--socket", socket, "--json"])).stdout) as { locked: boolean; keys: string[] };
+  const status = async () => JSON.parse((await agent(t, ["status", "--socket", socket, "--json"])).stdout) as { locked: boolean };
   assert.ok(await waitFor(async () => (await status()).locked, 60_000), "the agent locks after its idle time");
   assert.equal(sshWorks(sshd, socket), false, "a locked agent signs nothing");
   assert.deepEqual(leaking(password), [], "the password is in no command line and no environment");
 
   assert.equal((await agent(t, ["use", "--socket", socket])).code, 0);
-  assert.equal((await status()).locked, false);
-  assert.equal((await status()).keys.length, 1, "the key is still loaded: unlocking needs no passphrase");
-  assert.ok(sshWorks(sshd, socket), "use unlocked it");
+  assert.ok(sshWorks(sshd, socket), "use unlocked it, and the key signs again: it stayed loaded, no passphrase was needed");
 
   // conductor, given a locked agent and nothing else to log in with, unlocks it before it connects.
   assert.ok(await waitFor(async () => (await status()).locked, 60_000), "locked again");
