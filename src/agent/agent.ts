@@ -9,7 +9,7 @@ import { promises as fs } from "node:fs";
 import { ConductorError } from "../lib/errors.ts";
 import { processAlive } from "../state/lock.ts";
 import type { AgentFiles } from "./files.ts";
-import { sshAdd } from "./ssh_add.ts";
+import { agentAnswers, sshAdd } from "./ssh_add.ts";
 import { liveState, updateState, type AgentState } from "./state.ts";
 
 /** The running agent's state; throws `CONDUCTOR_ERR_AGENT` saying how to start one when none runs. */
@@ -21,13 +21,35 @@ export async function requireAgent(files: AgentFiles): Promise<AgentState> {
   return state;
 }
 
-/** Unlocks the agent if it is locked, and marks it used now: what a caller runs before an SSH operation. */
+/**
+ * Unlocks the agent if it is locked, and marks it used now: what a caller
+ * runs before an SSH operation. After a failed unlock it fails at once,
+ * without asking the agent again (it delays every client after a failure).
+ */
 export async function useAgent(files: AgentFiles): Promise<AgentState> {
   await requireAgent(files);
-  return updateState(files, async (state) => {
-    if (state.locked) await unlockNow(files);
+  let failure: ConductorError | null = null;
+  const state = await updateState(files, async (state) => {
+    if (state.unlockFailed) {
+      failure = new ConductorError("CONDUCTOR_ERR_AGENT", `The agent on ${files.socket} could not be unlocked earlier, and is not tried again; restart it: conductor-agent stop, then start`);
+      return state;
+    }
+    if (!state.locked) return { ...state, lastUse: Date.now() };
+    try {
+      await unlockNow(files);
+    } catch (err) {
+      failure = err as ConductorError;
+      return { ...state, unlockFailed: true };
+    }
     return { ...state, locked: false, lastUse: Date.now() };
   });
+  if (failure !== null) throw failure;
+  return state;
+}
+
+/** {@link useAgent} when a conductor-agent runs on `files`; nothing when none does (ssh then finds keys elsewhere). */
+export async function useAgentIfRunning(files: AgentFiles): Promise<void> {
+  if (await liveState(files) !== null) await useAgent(files);
 }
 
 /** Locks the agent now: it lists no keys and signs nothing until unlocked. */
@@ -66,9 +88,10 @@ export interface AgentStatus {
   keys: string[];
 }
 
-/** The agent's status. */
+/** The agent's status; throws when it does not answer. */
 export async function agentStatus(files: AgentFiles): Promise<AgentStatus> {
   const state = await requireAgent(files);
+  if (!await agentAnswers(files)) throw new ConductorError("CONDUCTOR_ERR_AGENT", `The agent of ${files.socket} (pid ${state.agentPid}) does not answer; restart it: conductor-agent stop, then start`);
   const listed = state.locked ? null : await sshAdd(files, ["-l"]);
   return {
     socket: files.socket,
@@ -88,13 +111,17 @@ export async function agentStatus(files: AgentFiles): Promise<AgentStatus> {
 export async function stopAgent(files: AgentFiles): Promise<boolean> {
   const state = await liveState(files);
   if (state === null) {
+    if (await agentAnswers(files)) {
+      throw new ConductorError("CONDUCTOR_ERR_AGENT", `An agent answers on ${files.socket}, but no conductor-agent state says whose; stop it yourself (SSH_AUTH_SOCK=${files.socket} ssh-agent -k, or kill it)`);
+    }
     await removeAgentFiles(files);
     return false;
   }
   signal(state.lockerPid, "SIGTERM");
-  const deadline = Date.now() + 10_000;
-  while (processAlive(state.lockerPid, state.lockerStarted) || processAlive(state.agentPid)) {
-    if (Date.now() > deadline) {
+  const soft = Date.now() + 10_000;
+  while (processAlive(state.lockerPid, state.lockerStarted) || processAlive(state.agentPid, state.agentStarted ?? 0)) {
+    if (Date.now() > soft + 5000) throw new ConductorError("CONDUCTOR_ERR_AGENT", `The agent (pid ${state.agentPid}) or its locker (pid ${state.lockerPid}) did not stop; kill them`);
+    if (Date.now() > soft) {
       signal(state.lockerPid, "SIGKILL");
       signal(state.agentPid, "SIGKILL");
     }

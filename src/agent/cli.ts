@@ -40,7 +40,8 @@ Commands:
 Options:
       --socket PATH    the agent's socket (default
                        $XDG_RUNTIME_DIR/conductor/agent.sock, else
-                       ~/.local/state/conductor/agent.sock); under 100 bytes
+                       ~/.local/state/conductor/agent-HOST.sock); under 100
+                       bytes, in a directory only you can enter
       --idle DURATION  lock after DURATION without use (90, 30s, 15m, 2h;
                        default ${DEFAULT_IDLE_SECONDS}s)
       --key FILE       load this key with ssh-add; repeatable
@@ -52,7 +53,8 @@ Options:
 
 The lock password is made at random and kept in PATH.password (mode 0600);
 it reaches ssh-add through a one-shot SSH_ASKPASS program, never a command
-line or the environment. Should the locker die, the agent is stopped.
+line or the environment. Should the locker die, the agent stops within about
+10 seconds; should its state file go, the locker stops it.
 Exit status: 0 on success, 1 on an error, 2 for a wrong command line.
 See conductor-agent(1).
 `;

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
+import { lstatSync } from "node:fs";
+import { homedir, hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { ConductorError } from "../lib/errors.ts";
 
@@ -25,11 +25,15 @@ export interface AgentFiles {
   askpass: string;
 }
 
-/** The default socket: `$XDG_RUNTIME_DIR/conductor/agent.sock`, else `~/.local/state/conductor/agent.sock`. */
-export function defaultSocket(env: NodeJS.ProcessEnv): string {
+/**
+ * The default socket: `$XDG_RUNTIME_DIR/conductor/agent.sock`, else
+ * `~/.local/state/conductor/agent-HOST.sock` (a home shared over NFS holds
+ * one per node: an agent and its pids are one host's).
+ */
+export function defaultSocket(env: NodeJS.ProcessEnv, host = hostname()): string {
   const runtime = env.XDG_RUNTIME_DIR;
   if (runtime !== undefined && runtime.startsWith("/")) return join(runtime, "conductor", "agent.sock");
-  return join(env.HOME || homedir(), ".local", "state", "conductor", "agent.sock");
+  return join(env.HOME || homedir(), ".local", "state", "conductor", `agent-${host.split(".")[0]}.sock`);
 }
 
 /** The files of the agent at `socket` (absolute); throws `CONDUCTOR_ERR_USAGE` when the path cannot serve. */
@@ -45,7 +49,19 @@ export function agentFiles(socket: string): AgentFiles {
   return { socket, dir: dirname(socket), state: `${socket}.json`, password: `${socket}.password`, askpass: `${socket}.askpass` };
 }
 
-/** True when `socket` is a conductor-agent's (its state file is beside it). */
+/**
+ * True when `socket` looks like this user's conductor-agent: its state file is
+ * beside it, a regular file of the user's, in a directory of the user's that
+ * nobody else can enter (so nobody else put it there).
+ */
 export function isConductorAgent(socket: string): boolean {
-  return socket.startsWith("/") && existsSync(`${socket}.json`);
+  if (!socket.startsWith("/")) return false;
+  try {
+    const uid = process.geteuid!();
+    const dir = lstatSync(dirname(socket));
+    const state = lstatSync(`${socket}.json`);
+    return dir.isDirectory() && dir.uid === uid && (dir.mode & 0o077) === 0 && state.isFile() && state.uid === uid;
+  } catch {
+    return false;
+  }
 }

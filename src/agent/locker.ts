@@ -20,7 +20,7 @@ import { ensurePrivateDir } from "../state/private_dir.ts";
 import { lockNow, removeAgentFiles } from "./agent.ts";
 import type { AgentFiles } from "./files.ts";
 import { agentAnswers } from "./ssh_add.ts";
-import { liveState, updateState, type AgentState } from "./state.ts";
+import { readState, updateState, type AgentState } from "./state.ts";
 
 /** Set for the locker that ssh-agent starts: it is the locker, not a new start. */
 export const LOCKER_ENV = "CONDUCTOR_AGENT_LOCKER";
@@ -31,7 +31,9 @@ export const LOCKER_ENV = "CONDUCTOR_AGENT_LOCKER";
  * --key); `detached` for the background, else attached to this terminal.
  */
 export async function spawnAgent(files: AgentFiles, args: string[], detached: boolean): Promise<ChildProcess> {
-  await ensurePrivateDir(files.dir);
+  if (await agentAnswers(files)) {
+    throw new ConductorError("CONDUCTOR_ERR_AGENT", `An agent already answers on ${files.socket}, but no conductor-agent state says it is one of ours; stop it or choose another --socket`);
+  }
   await removeAgentFiles(files);
   const env: NodeJS.ProcessEnv = { ...process.env, [LOCKER_ENV]: "1" };
   delete env.SSH_AUTH_SOCK;
@@ -65,37 +67,70 @@ export async function runLocker(files: AgentFiles, idleSeconds: number, logger: 
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  const agentStarted = processStartTime(agentPid);
   const state: AgentState = {
-    agentPid, lockerPid: process.pid, lockerStarted: processStartTime(process.pid), idleSeconds, locked: false, lastUse: Date.now(),
+    agentPid, agentStarted, lockerPid: process.pid, lockerStarted: processStartTime(process.pid), idleSeconds, locked: false, lastUse: Date.now(),
   };
   await writeJsonAtomic(files.state, state);
   logger.info("agent started", { socket: files.socket, pid: agentPid, idleSeconds });
-  await ready(state);
+  const end = async (): Promise<void> => {
+    kill(agentPid);
+    for (let i = 0; i < 200 && processAlive(agentPid, agentStarted); i++) await new Promise((r) => setTimeout(r, 50));
+    await removeAgentFiles(files);
+  };
+  try {
+    await ready(state);
+  } catch (err) {
+    await end();
+    throw err;
+  }
 
-  const why = await new Promise<"stopped" | "agent">((resolve) => {
-    for (const name of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.once(name, () => resolve("stopped"));
-    const timer = setInterval(() => {
-      if (!processAlive(agentPid)) {
-        clearInterval(timer);
-        resolve("agent");
-        return;
-      }
-      lockIfIdle(files, logger).catch((err) => {
-        // Fail safe: an agent that cannot be locked must not stay unlocked.
-        logger.error(`${messageOf(err)}; stopping the agent`);
-        kill(agentPid);
-      });
-    }, 1000);
-  });
-  kill(agentPid);
-  for (let i = 0; i < 200 && processAlive(agentPid); i++) await new Promise((r) => setTimeout(r, 50));
-  await removeAgentFiles(files);
-  if (why === "agent") {
-    logger.error("ssh-agent ended; the locker stops too", { socket: files.socket });
+  let stopped = false;
+  // Repeated signals (Ctrl-C reaches the whole foreground group) change nothing.
+  for (const name of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(name, () => { stopped = true; });
+  let why: string | null = null;
+  while (why === null) {
+    await new Promise((r) => setTimeout(r, stopped ? 0 : 1000));
+    if (stopped) break;
+    why = await check(files, agentPid, agentStarted, logger);
+  }
+  await end();
+  if (why !== null) {
+    logger.error(`${why}; the agent is stopped`, { socket: files.socket });
     return 1;
   }
   logger.info("agent stopped", { socket: files.socket });
   return 0;
+}
+
+/**
+ * One look, once a second: why the agent must stop (its state file is gone or
+ * not its own, so nothing would lock it; it died; it could not be locked), or
+ * null after locking it if it has been idle.
+ */
+async function check(files: AgentFiles, agentPid: number, agentStarted: number, logger: Logger): Promise<string | null> {
+  if (!processAlive(agentPid, agentStarted)) return "ssh-agent ended";
+  const state = await readState(files);
+  if (state === null || state.lockerPid !== process.pid) return `its state file ${files.state} is gone or another's`;
+  try {
+    await lockIfIdle(files, logger);
+    return null;
+  } catch (err) {
+    // Fail safe: an agent that cannot be locked must not stay unlocked.
+    return messageOf(err);
+  }
+}
+
+/** The socket's directory: made private (0700) when missing; an existing one must be private already, not made so. */
+export async function agentDir(dir: string): Promise<void> {
+  const st = await fs.lstat(dir).catch(() => null);
+  if (st === null) {
+    await ensurePrivateDir(dir);
+    return;
+  }
+  if (!st.isDirectory() || st.uid !== process.geteuid!() || (st.mode & 0o077) !== 0) {
+    throw new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot keep the agent's socket and password in ${dir}: it must be a directory of yours that nobody else can enter (mode 0700); choose another --socket`);
+  }
 }
 
 function kill(pid: number): void {
@@ -106,7 +141,7 @@ function kill(pid: number): void {
 
 /** Locks the agent when it has not been used for its idle time. */
 async function lockIfIdle(files: AgentFiles, logger: Logger): Promise<void> {
-  const state = await liveState(files);
+  const state = await readState(files);
   if (state === null || state.locked || Date.now() - state.lastUse < state.idleSeconds * 1000) return;
   await updateState(files, async (current) => {
     if (current.locked || Date.now() - current.lastUse < current.idleSeconds * 1000) return current;

@@ -10,10 +10,11 @@ import type { ChildProcess } from "node:child_process";
 import { agentStatus, lockAgent, stopAgent, useAgent } from "../agent/agent.ts";
 import { AGENT_HELP, parseAgentArgs } from "../agent/cli.ts";
 import type { AgentFiles } from "../agent/files.ts";
-import { LOCKER_ENV, runLocker, spawnAgent } from "../agent/locker.ts";
+import { agentDir, LOCKER_ENV, runLocker, spawnAgent } from "../agent/locker.ts";
 import { agentAnswers, sshAdd } from "../agent/ssh_add.ts";
 import { liveState, updateState, type AgentState } from "../agent/state.ts";
 import { ConductorError, messageOf } from "../lib/errors.ts";
+import { withLock } from "../state/lock.ts";
 import { createLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 
@@ -67,19 +68,30 @@ async function main(argv: string[]): Promise<number> {
       if (process.env[LOCKER_ENV] === "1") {
         return runLocker(files, command.idleSeconds, createLogger({ verbose: false }), (state) => announce(state, false));
       }
-      const running = await liveState(files);
-      if (running !== null && await agentAnswers(files)) {
-        await announce(running, true);
-        return 0;
-      }
       const idle = ["--idle", `${command.idleSeconds}s`];
+      await agentDir(files.dir);
+      // One start at a time on a socket: the second adopts what the first made.
+      const started = await withLock(`${files.socket}.start`, async () => {
+        const running = await liveState(files);
+        if (running !== null && await agentAnswers(files)) {
+          if (command.foreground) {
+            throw new ConductorError("CONDUCTOR_ERR_AGENT", `A conductor-agent already runs on ${files.socket} (pid ${running.lockerPid}); --foreground starts its own: stop that one first, or choose another --socket`);
+          }
+          return { state: running, child: null };
+        }
+        const locker = ["--foreground", ...idle, ...(command.foreground ? [...keys.flatMap((k) => ["--key", k]), ...(json ? ["--json"] : [])] : [])];
+        const child = await spawnAgent(files, locker, !command.foreground);
+        return { state: command.foreground ? null : await startDetached(files, child), child };
+      }, { timeoutMs: 60_000 });
       if (command.foreground) {
         // Attached (a systemd user unit): the locker, under ssh-agent, loads the keys and prints; this waits for it.
-        const child = await spawnAgent(files, ["--foreground", ...idle, ...keys.flatMap((k) => ["--key", k]), ...(json ? ["--json"] : [])], false);
-        for (const name of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(name, () => child.kill(name));
-        return new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 1)));
+        const child = started.child!;
+        const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 1)));
+        for (const name of ["SIGTERM", "SIGHUP"] as const) process.on(name, () => child.kill(name));
+        process.on("SIGINT", () => {}); // Ctrl-C reaches the locker too, from the terminal.
+        return exited;
       }
-      await announce(await startDetached(files, await spawnAgent(files, ["--foreground", ...idle], true)), false);
+      await announce(started.state!, started.child === null);
       return 0;
     }
   }

@@ -13,6 +13,7 @@ import { promises as fs } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { processAlive } from "../state/lock.ts";
 import { runtimeDir } from "../state/private_dir.ts";
 import type { SshSettings } from "../ssh/master.ts";
 import { leaseMaster, type MasterLease } from "../ssh/shared_master.ts";
@@ -94,7 +95,7 @@ export async function runTunnel(ssh: SshSettings, forwards: Forward[], ctx: Tunn
   } finally {
     for (const forward of opened) {
       await lease.master.cancelLocal(forward.local, forward.remote);
-      if (forward.local.startsWith("/")) await fs.rm(forward.local, { force: true });
+      if (forward.local.startsWith("/") && (await fs.lstat(forward.local).catch(() => null))?.isSocket()) await fs.rm(forward.local, { force: true });
     }
     await lease.release().catch((err) => ctx.logger.warn("cannot release the SSH master", { error: messageOf(err) }));
   }
@@ -120,10 +121,6 @@ async function masterGone(lease: MasterLease, everyMs: number): Promise<"gone"> 
       if (await lease.master.check() === null) return "gone";
       continue;
     }
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return "gone";
-    }
+    if (!processAlive(pid)) return "gone";
   }
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import { execFile, spawn } from "node:child_process";
-import { useAgent } from "../agent/agent.ts";
+import { useAgentIfRunning } from "../agent/agent.ts";
 import { agentFiles, isConductorAgent } from "../agent/files.ts";
 import { ConductorError } from "../lib/errors.ts";
 import type { Destination } from "./destination.ts";
@@ -42,7 +42,7 @@ export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, opti
   if (socket === undefined || (agent === undefined && !isConductorAgent(socket))) return settings;
   const files = agentFiles(socket);
   if (agent !== undefined) settings.options = [...options, `IdentityAgent=${agent}`];
-  settings.beforeConnect = async () => { await useAgent(files); };
+  settings.beforeConnect = () => useAgentIfRunning(files);
   return settings;
 }
 

@@ -16,7 +16,8 @@ test("parseAgentArgs(): start with its defaults and options; the other commands"
   assert.deepEqual(start, { kind: "start", files: agentFiles("/home/ann/a.sock"), idleSeconds: 900, keys: ["/home/ann/id", "/k2"], json: true, foreground: true });
   assert.deepEqual(parseAgentArgs(["status", "--json"], env), { kind: "status", files: agentFiles("/run/user/1000/conductor/agent.sock"), json: true });
   for (const kind of ["use", "unlock", "lock", "stop"]) assert.equal(parseAgentArgs([kind], env).kind, kind);
-  assert.equal(defaultSocket({ HOME: "/home/ann" }), "/home/ann/.local/state/conductor/agent.sock", "without XDG_RUNTIME_DIR");
+  assert.equal(defaultSocket({ HOME: "/home/ann" }, "node042.cluster.example.org"), "/home/ann/.local/state/conductor/agent-node042.sock",
+    "without XDG_RUNTIME_DIR, one per host: a home shared over NFS holds the agents of many nodes");
 });
 
 test("parseAgentArgs(): wrong command lines say what is wrong", () => {

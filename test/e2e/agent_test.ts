@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { startConductor, userDir } from "../helpers/conductor.ts";
@@ -19,12 +19,12 @@ import { startProcess } from "../helpers/process.ts";
 import { isAlive, processesMatching } from "../helpers/procs.ts";
 import { sshdMissing, startSshd, type TestSshd } from "../helpers/sshd.ts";
 import { waitFor } from "../helpers/wait.ts";
-import type { Cleanup } from "../helpers/cleanup.ts";
+import { defer, type Cleanup } from "../helpers/cleanup.ts";
 
 const skip = sshdMissing || needsRoot;
 
 /** Runs conductor-agent as alice; resolves with its exit status and output. */
-async function agent(t: Cleanup, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function agent(t: Cleanup | null, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const proc = startProcess(t, process.execPath, [bin("conductor-agent"), ...args], { user: "alice" });
   const { code } = await proc.exited;
   await proc.closed;
@@ -57,13 +57,22 @@ function leaking(secret: string): string[] {
   return found;
 }
 
-test("conductor-agent locks itself after --idle; use, and conductor before connecting, unlock it; the password shows nowhere", { skip, timeout: 180_000 }, async (t) => {
+test("conductor-agent locks itself after --idle", { skip, timeout: 120_000 }, async (t) => {
+  const socket = join(userDir(t, "alice"), "agent.sock");
+  defer(t, () => agent(null, ["stop", "--socket", socket]));
+  assert.equal((await agent(t, ["start", "--socket", socket, "--idle", "2s"])).code, 0);
+  const status = async () => JSON.parse((await agent(t, ["status", "--socket", socket, "--json"])).stdout) as { locked: boolean };
+  assert.equal((await status()).locked, false);
+  assert.ok(await waitFor(async () => (await status()).locked, 60_000), "the agent locks after its idle time");
+});
+
+test("a locked conductor-agent signs nothing; use, and conductor before connecting, unlock it; the password shows nowhere", { skip, timeout: 180_000 }, async (t) => {
   const sshd = await startSshd(t);
   const socket = join(userDir(t, "alice"), "agent.sock");
   const key = sshd.clientOptions("alice").find((o) => o.startsWith("IdentityFile="))!.slice("IdentityFile=".length);
-  t.after(() => agent(t, ["stop", "--socket", socket]));
-  // Long enough for the checks that follow an unlock to run inside it on a loaded machine.
-  const started = await agent(t, ["start", "--socket", socket, "--idle", "5s", "--key", key]);
+  defer(t, () => agent(null, ["stop", "--socket", socket]));
+  // Locked on demand here: an hour of idle time never runs out in the middle of a check.
+  const started = await agent(t, ["start", "--socket", socket, "--idle", "1h", "--key", key]);
   assert.equal(started.code, 0, started.stderr);
   assert.equal(started.stdout, `SSH_AUTH_SOCK='${socket}'; export SSH_AUTH_SOCK;`);
   const password = readFileSync(`${socket}.password`, "utf8").trim();
@@ -71,7 +80,8 @@ test("conductor-agent locks itself after --idle; use, and conductor before conne
   assert.ok(sshWorks(sshd, socket), "ssh logs in with the agent's key");
 
   const status = async () => JSON.parse((await agent(t, ["status", "--socket", socket, "--json"])).stdout) as { locked: boolean };
-  assert.ok(await waitFor(async () => (await status()).locked, 60_000), "the agent locks after its idle time");
+  assert.equal((await agent(t, ["lock", "--socket", socket])).code, 0);
+  assert.equal((await status()).locked, true);
   assert.equal(sshWorks(sshd, socket), false, "a locked agent signs nothing");
   assert.deepEqual(leaking(password), [], "the password is in no command line and no environment");
 
@@ -79,7 +89,7 @@ test("conductor-agent locks itself after --idle; use, and conductor before conne
   assert.ok(sshWorks(sshd, socket), "use unlocked it, and the key signs again: it stayed loaded, no passphrase was needed");
 
   // conductor, given a locked agent and nothing else to log in with, unlocks it before it connects.
-  assert.ok(await waitFor(async () => (await status()).locked, 60_000), "locked again");
+  assert.equal((await agent(t, ["lock", "--socket", socket])).code, 0);
   const gw = await startGateway(t);
   const run = startConductor(t, sshd, gw, { key: "agented", env: { SSH_AUTH_SOCK: socket }, sshOptions: agentOptions(sshd, socket) });
   await run.live();
@@ -93,14 +103,16 @@ test("conductor-agent locks itself after --idle; use, and conductor before conne
   assert.deepEqual(processesMatching(`ssh-agent -a ${socket}`), [], "no agent is left");
 });
 
-test("a second conductor-agent start adopts the first; a killed locker takes its agent down; stop leaves nothing", { skip, timeout: 120_000 }, async (t) => {
+test("conductor-agent starts at once make one agent; a killed locker takes its agent down; stop leaves nothing", { skip, timeout: 120_000 }, async (t) => {
   const socket = join(userDir(t, "alice"), "agent.sock");
-  t.after(() => agent(t, ["stop", "--socket", socket]));
-  const first = JSON.parse((await agent(t, ["start", "--socket", socket, "--json"])).stdout) as { pid: number; lockerPid: number; adopted: boolean };
-  const second = JSON.parse((await agent(t, ["start", "--socket", socket, "--json"])).stdout) as { pid: number; adopted: boolean };
-  assert.equal(first.adopted, false);
-  assert.deepEqual([second.pid, second.adopted], [first.pid, true], "the same agent, adopted");
+  defer(t, () => agent(null, ["stop", "--socket", socket]));
+  const starts = await Promise.all([1, 2, 3].map(() => agent(t, ["start", "--socket", socket, "--json"])));
+  for (const s of starts) assert.equal(s.code, 0, s.stderr);
+  const made = starts.map((s) => JSON.parse(s.stdout) as { pid: number; lockerPid: number; adopted: boolean });
+  assert.equal(made.filter((m) => !m.adopted).length, 1, "one start made the agent, the others adopted it");
+  assert.equal(new Set(made.map((m) => m.pid)).size, 1, "the same agent for all");
   assert.equal(processesMatching(`ssh-agent -a ${socket}`).length, 1, "one agent process");
+  const first = made.find((m) => !m.adopted)!;
 
   process.kill(first.lockerPid, "SIGKILL");
   // The agent checks every 10 s that its locker (the command it runs) is still there.
@@ -112,4 +124,14 @@ test("a second conductor-agent start adopts the first; a killed locker takes its
   const stop = await agent(t, ["stop", "--socket", socket]);
   assert.equal(stop.code, 0);
   for (const file of [`${socket}.password`, `${socket}.json`, `${socket}.askpass`]) assert.equal(existsSync(file), false, `${file} is removed`);
+});
+
+test("a conductor-agent whose state file is deleted stops: nothing would lock it any more", { skip, timeout: 120_000 }, async (t) => {
+  const socket = join(userDir(t, "alice"), "agent.sock");
+  defer(t, () => agent(null, ["stop", "--socket", socket]));
+  const made = JSON.parse((await agent(t, ["start", "--socket", socket, "--json", "--idle", "1h"])).stdout) as { pid: number; lockerPid: number };
+  rmSync(`${socket}.json`);
+  assert.ok(await waitFor(() => !isAlive(made.pid) && !isAlive(made.lockerPid), 60_000), "the agent and its locker stop");
+  assert.equal(existsSync(socket), false, "the socket is gone");
+  assert.equal(existsSync(`${socket}.password`), false, "and the password");
 });
