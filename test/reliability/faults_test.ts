@@ -7,7 +7,10 @@
  * supervisor (systemd, a requeued job) it starts again what a human would
  * not have to. Every request must end in a checked success, a clean
  * 502/503/504, or, only where nothing can do better, a cut: no answer while
- * nginx itself is down, a body cut after its head was sent. No hang, no
+ * nginx itself is down, a body cut after its head was sent, and an upload
+ * cut while conductor-server is down (nginx answers 502 and closes while the
+ * browser is still sending its body: the browser's write fails before it
+ * reads the answer, and a POST is not sent again). No hang, no
  * corrupted body, no other status; every route answers again without help;
  * at the end nothing is left: no process, socket, directory or route.
  *
@@ -147,7 +150,7 @@ test(`faults: SIGKILL to the app, the SSH master, sshd, conductor-server and ngi
   // Hold every request against the faults: what went wrong must be a fault's doing, and a clean kind of wrong.
   const during = (o: Outcome): Fault | undefined => faults.find((f) => o.end >= f.start && o.start <= f.recovered + 1000);
   const failures: string[] = [];
-  const tally = { ok: 0, clean5xx: 0, cutAfterHead: 0, noAnswerWhileNginxDown: 0 };
+  const tally = { ok: 0, clean5xx: 0, cutAfterHead: 0, noAnswerWhileNginxDown: 0, uploadCutWhileGatewayDown: 0 };
   for (const o of load.outcomes) {
     if (o.kind === "ok") { tally.ok++; continue; }
     const fault = during(o);
@@ -156,6 +159,7 @@ test(`faults: SIGKILL to the app, the SSH master, sshd, conductor-server and ngi
     else if (o.kind === "status" && [502, 503, 504].includes(o.status)) tally.clean5xx++;
     else if (o.kind === "cut") tally.cutAfterHead++;
     else if (o.kind === "noAnswer" && faults.some((f) => f.kind === "nginx" && o.end >= f.start && o.start <= f.recovered + 1000)) tally.noAnswerWhileNginxDown++;
+    else if (o.kind === "noAnswer" && o.what.startsWith("upload") && fault.kind === "conductor-server") tally.uploadCutWhileGatewayDown++;
     else failures.push(`${describe}, during ${fault.kind}`);
   }
   const requests = load.outcomes.length;

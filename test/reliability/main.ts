@@ -86,12 +86,13 @@ function render(results: Result[]): string {
   }
   if (faults !== null) {
     out.push("", "## Requests under faults", "",
-      "Every request ends in one of these; any other end (a hang, a corrupted body, another status, no answer while nginx runs) is a failure.", "",
+      "Every request ends in one of these; any other end (a hang, a corrupted body, another status, no answer while nginx and the gateway run) is a failure.", "",
       "| outcome | requests |", "|---|---|",
       `| 200, body checked | ${n(faults.ok)} |`,
       `| 502, 503 or 504 from nginx or the gateway | ${n(faults.clean5xx)} |`,
       `| cut after the response head (the fault hit a response in flight) | ${n(faults.cutAfterHead)} |`,
       `| no answer while nginx itself was down | ${n(faults.noAnswerWhileNginxDown)} |`,
+      `| an upload cut while conductor-server was down (nginx's 502 came while the body was still being sent) | ${n(faults.uploadCutWhileGatewayDown ?? 0)} |`,
       `| GETs sent again because their kept-alive connection was closed under them, as browsers do (counted above by their second try) | ${n(faults.retriedOnClosedKeepAlive)} |`,
       `| failures | ${faults.failures} |`);
   }
