@@ -43,7 +43,16 @@ test("at --max-app-connections a request waits for a freed connection; beyond th
   assert.match(refused.text, /The app at this address is busy/);
   assert.equal((await status()).appBusy, 1);
 
-  reg.process.child.stdin!.write("release\n");
+  // Released from the app's side (the gateway has no connection to spare); the second may still be on its way to the app.
+  let released = 0;
+  let asked = 0;
+  assert.ok(await waitFor(async () => {
+    reg.process.child.stdin!.write("release\n");
+    const round = ++asked;
+    let seen = 0;
+    released += (await reg.process.waitForJson((l) => l.event === "released" && ++seen === round)).count as number;
+    return released === 2;
+  }), `both held requests are released: ${released}`);
   for (const answer of await Promise.all(held)) assert.equal(answer.text, "released\n", "the held requests were not disturbed");
   assert.equal((await queued).text, "hello\n", "the waiting request is served on a freed connection");
   assert.equal((await status()).appWaiting, 0);
