@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { request } from "../helpers/http.ts";
@@ -13,18 +12,10 @@ import { makeRuntimeDir } from "../helpers/gateway.ts";
 import { bin } from "../helpers/install.ts";
 import { startProcess } from "../helpers/process.ts";
 import { register } from "../helpers/register.ts";
+import { freePort } from "../helpers/sshd.ts";
 
 const ACTIVATE = "/usr/bin/systemd-socket-activate";
 const skip = spawnSync(ACTIVATE, ["--version"]).error === undefined ? false : "systemd-socket-activate is not installed (apt-get install systemd)";
-
-/** A TCP port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 test("conductor-server serves the socket systemd holds for it, from the connection that started it on", { skip }, async (t) => {
   const runtimeDir = makeRuntimeDir(t);

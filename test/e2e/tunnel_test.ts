@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { startConductor, userDir } from "../helpers/conductor.ts";
@@ -15,7 +15,7 @@ import { startGateway } from "../helpers/gateway.ts";
 import { bin } from "../helpers/install.ts";
 import { startProcess, type TestProcess } from "../helpers/process.ts";
 import { processesMatching } from "../helpers/procs.ts";
-import { sshdMissing, startSshd, type TestSshd } from "../helpers/sshd.ts";
+import { freePort, sshdMissing, startSshd, type TestSshd } from "../helpers/sshd.ts";
 import { needsRoot } from "../helpers/env.ts";
 import type { Cleanup } from "../helpers/cleanup.ts";
 
@@ -37,14 +37,6 @@ function ask(target: string | number, line: string): Promise<string> {
     socket.on("error", reject);
     socket.write(line + "\n");
   });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Starts `conductor tunnel` as alice with the run's state environment. */
