@@ -21,10 +21,10 @@ import type { GatewayState, RouteRecord } from "../state/gateway_state.ts";
 import { removeClientDir, SOCKET_NAME } from "./directories.ts";
 import { inspectRouteSocket, probeSocket, socketAnswers } from "./socket_check.ts";
 
-/** How often waiting routes are probed, in ms. */
-const PROBE_EVERY_MS = 5_000;
-/** How long a waiting route's socket may stay silent before the route is dropped, in ms. */
-const SILENT_GRACE_MS = 30_000;
+/** How often waiting routes (and streams) are probed, in ms. */
+export const PROBE_EVERY_MS = 5_000;
+/** How long a waiting route's (or stream's) socket may stay silent before it is dropped, in ms. */
+export const SILENT_GRACE_MS = 30_000;
 
 /** What publishing a route needs: the table, counters, log, pool settings, state and the sockets directory. */
 export interface RouteContext {

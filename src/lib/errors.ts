@@ -28,7 +28,10 @@ export type ErrorCode =
   | "CONDUCTOR_ERR_STATE"
   | "CONDUCTOR_ERR_LOCK"
   | "CONDUCTOR_ERR_NOT_FOUND"
-  | "CONDUCTOR_ERR_AGENT";
+  | "CONDUCTOR_ERR_AGENT"
+  | "CONDUCTOR_ERR_STREAM_INVALID"
+  | "CONDUCTOR_ERR_STREAM_REFUSED"
+  | "CONDUCTOR_ERR_NGINX";
 
 /** An error with a stable `code`, and a `cause` where one exists. */
 export class ConductorError extends Error {

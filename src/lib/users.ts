@@ -73,6 +73,11 @@ export async function lookupGroupId(group: string): Promise<number> {
   return Number(gid);
 }
 
+/** The name of group `gid` (through NSS); its number as text when it has none. */
+export async function lookupGroupName(gid: number): Promise<string> {
+  return (await getent("group", String(gid)))?.split(":")[0] || String(gid);
+}
+
 function getent(database: "passwd" | "group", key: string): Promise<string | null> {
   return new Promise((resolve, reject) => {
     execFile("getent", [database, key], { timeout: 10_000 }, (err, stdout) => {

@@ -15,13 +15,17 @@ import { withLock, type LockOptions } from "./lock.ts";
 
 /** Writes `value` as JSON to `path` atomically, with `mode` (default 0600). */
 export async function writeJsonAtomic(path: string, value: unknown, mode = 0o600): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n", mode);
+}
+
+/** Writes `data` to `path` atomically (a hidden temporary file renamed over it), with `mode`. */
+export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
-  const text = JSON.stringify(value, null, 2) + "\n";
   let handle;
   try {
     handle = await fs.open(temp, "wx", mode);
-    await handle.writeFile(text);
+    await handle.writeFile(data);
     await handle.sync();
   } catch (err) {
     await handle?.close().catch(() => {});

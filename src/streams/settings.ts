@@ -1,0 +1,52 @@
+/**
+ * Settings of the gateway's TCP streams, with stream-conductor's defaults
+ * (port range 9000-9009, prefix `_conductor_`, nginx at /usr/sbin/nginx).
+ *
+ * @module
+ */
+import type { PortRange } from "./validate.ts";
+
+/** How conductor-server publishes TCP services through nginx. */
+export interface StreamSettings {
+  /** Ports handed out, both ends included. */
+  range: PortRange;
+  /** The nginx program. */
+  nginx: string;
+  /** The stream module nginx loads, by absolute path, or {@link BUILTIN_MODULE}. */
+  module: string;
+  /** Prefix of the block files the gateway owns in the stream directory. */
+  prefix: string;
+  /** Where the block files go; undefined: `<runtime dir>/nginx/stream.d`. */
+  dir?: string;
+  /** The host name given to clients in `address` (HOST:PORT). */
+  host: string;
+  /** Streams one user may hold at once. */
+  perUser: number;
+  /** nginx `allow` masks, in order, before the `deny` ones; with any, a last `deny all` refuses the rest. */
+  allow: string[];
+  deny: string[];
+  /** nginx `limit_conn` per stream; 0 for none. */
+  maxConnections: number;
+  /** nginx `proxy_timeout`, in seconds: a connection silent both ways for this long is closed. */
+  idleTimeoutS: number;
+  /** Send the PROXY protocol header to the app, which then sees the client's address. */
+  proxyProtocol: boolean;
+}
+
+/** The `module` of an nginx built with the stream module inside (`--with-stream`, as Guix's and Nix's): nothing to load. */
+export const BUILTIN_MODULE = "builtin";
+
+/** Defaults; the host is the machine's name unless given. */
+export const DEFAULT_STREAM_SETTINGS: Omit<StreamSettings, "host"> = {
+  range: { first: 9000, last: 9009 },
+  nginx: "/usr/sbin/nginx",
+  module: "/usr/lib/nginx/modules/ngx_stream_module.so",
+  prefix: "_conductor_",
+  perUser: 2,
+  allow: [],
+  deny: [],
+  maxConnections: 0,
+  // nginx's own default, 10 minutes, drops idle database and shell sessions.
+  idleTimeoutS: 24 * 3600,
+  proxyProtocol: false,
+};

@@ -1,0 +1,47 @@
+/**
+ * What reaches nginx's files: only values that pass the rules, rendered
+ * into blocks whose allow and deny lines mean what the options say.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { renderBlock } from "../../src/streams/render.ts";
+import { DEFAULT_STREAM_SETTINGS, type StreamSettings } from "../../src/streams/settings.ts";
+import { checkBackend, checkCidr, checkPort, checkStreamName, parsePortRange } from "../../src/streams/validate.ts";
+
+const settings: StreamSettings = { ...DEFAULT_STREAM_SETTINGS, host: "gw.example.org" };
+const stream = { port: 9003, backend: "unix:/run/conductor/sockets/ab12/socket", owner: "alice", name: "db" };
+
+test("a block relays its port to its backend with the stream settings, and an allow list ends with deny all", () => {
+  const plain = renderBlock(stream, settings);
+  assert.match(plain, /^\s+listen 9003;$/m);
+  assert.match(plain, /^\s+proxy_pass unix:\/run\/conductor\/sockets\/ab12\/socket;$/m);
+  assert.match(plain, /^\s+proxy_timeout 86400s;$/m);
+  assert.doesNotMatch(plain, /allow|deny|limit_conn|proxy_protocol/);
+  const strict = renderBlock(stream, { ...settings, allow: ["10.0.0.0/8"], deny: ["10.9.0.0/16"], maxConnections: 5, proxyProtocol: true });
+  assert.deepEqual(strict.split("\n").filter((l) => /allow|deny/.test(l)).map((l) => l.trim()), ["allow 10.0.0.0/8;", "deny 10.9.0.0/16;", "deny all;"]);
+  assert.match(strict, /limit_conn conductor_streams 5;/);
+  assert.match(strict, /proxy_protocol on;/);
+  const denyOnly = renderBlock(stream, { ...settings, deny: ["192.0.2.0/24"] });
+  assert.doesNotMatch(denyOnly, /deny all/, "a deny list alone lets the others in");
+});
+
+test("ports, names, backends, masks and ranges follow their rules; anything that could change nginx's syntax is refused", () => {
+  const range = parsePortRange("9000-9009");
+  assert.deepEqual(range, { first: 9000, last: 9009 });
+  assert.deepEqual(parsePortRange("9000"), { first: 9000, last: 9000 });
+  for (const bad of ["9009-9000", "0-10", "9000-70000", "a-b", "9000 - 9009", ""]) assert.throws(() => parsePortRange(bad), /FIRST-LAST/, bad);
+  assert.equal(checkPort("9009", range), 9009, "the upper end is in the range");
+  for (const bad of ["8999", "9010", "90a0", "9000;", " 9000", 9000.5, -1]) assert.throws(() => checkPort(bad, range), /a port is a whole number from 9000 to 9009/, String(bad));
+  assert.equal(checkStreamName("my-db-2"), "my-db-2");
+  for (const bad of ["", "A", "a;b", "a b", "x".repeat(33), "a\nb", 7]) assert.throws(() => checkStreamName(bad), /stream name/, String(bad));
+  const sockets = "/run/conductor/sockets";
+  for (const good of ["db.example.org:5432", "10.1.2.3:22", "[2001:db8::1]:80", "localhost:1", "unix:/run/conductor/sockets/ab/socket"]) {
+    assert.equal(checkBackend(good, sockets), good);
+  }
+  for (const bad of ["db:0", "db:65536", "db", "a;b:80", "a b:80", "db:80;", "db:80}", "{db}:80", "\"db\":80", "$host:80", "db:80\nx", "-db:80", "2001:db8::1:80",
+    "unix:/etc/passwd", "unix:/run/conductor/sockets/../x", "unix:/run/conductor/sockets", "unix:/run/conductor/socketsX/a", "unix:/run/conductor/sockets/a;b", "unix:relative"]) {
+    assert.throws(() => checkBackend(bad, sockets), /Cannot use backend/, bad);
+  }
+  for (const good of ["10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "all"]) assert.equal(checkCidr(good, "--stream-allow"), good);
+  for (const bad of ["10.0.0.0/33", "2001:db8::/129", "10.0.0.0/8;", "any", "10.0.0.0/8 deny"]) assert.throws(() => checkCidr(bad, "--stream-allow"), /--stream-allow takes/, bad);
+});
