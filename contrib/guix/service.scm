@@ -71,6 +71,7 @@
              (gnu services shepherd)
              (gnu system shadow)                ;user-account, account-service-type
              ((gnu packages admin) #:select (shadow))
+             ((gnu packages web) #:select (nginx))
              (guix gexp)
              (guix records)                     ;match-record
              (ice-9 match)
@@ -80,6 +81,9 @@
 
 (define (string-or-false? value)
   (or (string? value) (not value)))
+
+(define (file-like-or-false? value)
+  (or (file-like? value) (not value)))
 
 (define-configuration/no-serialization conductor-configuration
   (package
@@ -114,6 +118,12 @@ the socket in group @code{conductor}.")
    "Whether to keep X-Forwarded-For/-Proto/-Host from requests.  With
 @code{socket} set the server trusts them anyway (only the proxy reaches the
 socket); leave it @code{#f} when browsers connect to the gateway directly.")
+  (streams-nginx
+   (file-like-or-false nginx)
+   "The nginx that relays TCP streams (@command{conductor --tcp}); the
+gateway runs it as @code{conductor}, on ports 9000-9009 unless
+@code{extra-options} give a @code{\"--port-range\"}.  Guix's nginx has the
+stream module built in.  @code{#f} publishes web apps only.")
   (log-file
    (string "/var/log/conductor-server.log")
    "File that receives the server's output (JSON lines).")
@@ -127,7 +137,7 @@ socket); leave it @code{#f} when browsers connect to the gateway directly.")
   "The command line of conductor-server for CONFIG."
   (match-record config <conductor-configuration>
     (package runtime-directory state-directory domains socket socket-group
-             trust-forwarded? extra-options)
+             trust-forwarded? streams-nginx extra-options)
     `(,(file-append package "/sbin/conductor-server")
       "--runtime-dir" ,runtime-directory
       "--state-dir" ,state-directory
@@ -135,6 +145,10 @@ socket); leave it @code{#f} when browsers connect to the gateway directly.")
       ,@(if socket (list "--sock" socket) '())
       ,@(if (and socket socket-group) (list "--sock-group" socket-group) '())
       ,@(if trust-forwarded? '("--trust-forwarded") '())
+      ,@(if streams-nginx
+            (list "--nginx" (file-append streams-nginx "/sbin/nginx")
+                  "--stream-module" "builtin")
+            '("--no-streams"))
       ,@extra-options)))
 
 (define (conductor-proxy-groups config)

@@ -16,7 +16,7 @@ import { VERSION } from "../lib/version.ts";
 async function main(argv: string[]): Promise<number> {
   let command;
   try {
-    command = parseServerArgs(argv, takeActivatedSocket(process.env, process.pid));
+    command = parseServerArgs(argv, takeActivatedSocket(process.env, process.pid), process.env);
   } catch (err) {
     process.stderr.write(`conductor-server: ${messageOf(err)}\n`);
     return 2;

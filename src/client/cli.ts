@@ -39,6 +39,11 @@ Options of a run:
                        and '-' (default: none is sent, the gateway uses 'none')
   -n, --name NAME      the service's name for show, verify, list and stop
                        (default: the key); one live service per name
+      --tcp            publish APP.SOCK as a TCP service on a port of the
+                       gateway (a database, VNC, a Dask scheduler): the "live"
+                       line carries "address" (HOST:PORT) and "port"; the
+                       same name gets the same port again while it is free
+      --port PORT      with --tcp: ask for this port of the gateway's range
   -r, --replace        stop the process already listening on APP.SOCK
                        instead of exiting with status 2
       --tls            make a key and a self-signed certificate for the app
@@ -136,6 +141,9 @@ export interface ClientArgs {
   name: string;
   replace: boolean;
   tls: boolean;
+  /** Publish as a TCP stream (--tcp), on `port` if given. */
+  tcp: boolean;
+  port: number | null;
   /** Stop after this long without browser activity, in ms; null for never. */
   idleTimeoutMs: number | null;
   /** Give up when the app has not listened within this long, in ms. */
@@ -151,6 +159,8 @@ const RUN_OPTIONS = {
   name: { type: "string", short: "n" },
   replace: { type: "boolean", short: "r" },
   tls: { type: "boolean" },
+  tcp: { type: "boolean" },
+  port: { type: "string" },
   "idle-timeout": { type: "string" },
   "start-timeout": { type: "string" },
   agent: { type: "string" },
@@ -161,7 +171,7 @@ const RUN_OPTIONS = {
 } as const;
 
 /** Long options that take the next argument as their value. */
-const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout", "--start-timeout", "--agent"]);
+const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout", "--start-timeout", "--agent", "--port"]);
 /** Short options that take a value: the rest of their argument, or the next one. */
 const SHORT_WITH_VALUE = new Set(["k", "n", "o"]);
 
@@ -208,6 +218,11 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
   const name = values.name === undefined ? key ?? "none" : wrap(() => normalizeName(values.name));
   const idle = values["idle-timeout"];
   const idleTimeoutMs = idle === undefined ? null : wrap(() => parseDuration(idle, "--idle-timeout")) * 1000;
+  const tcp = values.tcp ?? false;
+  if (values.port !== undefined && !tcp) throw usage("--port goes with --tcp");
+  if (values.port !== undefined && !/^[0-9]{1,5}$/.test(values.port)) throw usage(`--port takes a port number, not '${values.port}'`);
+  if (tcp && idleTimeoutMs !== null) throw usage("--idle-timeout counts browsers' use of a web app, which the gateway does not see for --tcp services");
+  if (tcp && !/^[a-z0-9-]{1,32}$/.test(name)) throw usage(`a --tcp service name has 1 to 32 letters, digits and '-', not '${name}'`);
   const start = values["start-timeout"];
   const startTimeoutMs = start === undefined ? DEFAULT_START_TIMEOUT_MS : wrap(() => parseDuration(start, "--start-timeout")) * 1000;
   return {
@@ -221,6 +236,8 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
       name,
       replace: values.replace ?? false,
       tls: values.tls ?? false,
+      tcp,
+      port: values.port === undefined ? null : Number(values.port),
       idleTimeoutMs,
       startTimeoutMs,
       agent: values.agent === undefined ? undefined : resolve(cwd, values.agent),

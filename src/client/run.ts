@@ -108,6 +108,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
     key: args.key,
     name: args.name,
     liveExtra: tls === undefined ? undefined : { fingerprint: tls.fingerprint },
+    tcp: args.tcp ? { port: args.port } : undefined,
     token,
     authHash: hashToken(token),
     runtimeDir: dir,
@@ -138,7 +139,8 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
 
   const started = new Date().toISOString();
   const record = (registration: Registration): ServiceRecord => ({
-    name: args.name, kind: "http", key: args.key ?? "none", gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
+    name: args.name, kind: args.tcp ? "tcp" : "http", key: args.key ?? "none", gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
+    ...(registration.port === undefined ? {} : { address: registration.address, port: registration.port }),
     token, ...selfPid(), started, socket: args.appSocket, ...(tls === undefined ? {} : { tls }),
   });
   const onLive = (registration: Registration): Promise<void> => {

@@ -41,6 +41,8 @@ export interface SessionOptions {
   logger: Logger;
   /** Time to wait for each line from the gateway, in ms. Default 30 s. */
   lineTimeoutMs?: number;
+  /** Publish a TCP stream instead of a web app, on `port` if not null. */
+  tcp?: { port: number | null };
   /** Receives what the gateway sends on a live registration (`{"op": "activity"}`, `{"op": "close"}`). */
   onControl?: (message: Record<string, unknown>) => void;
 }
@@ -60,6 +62,9 @@ export interface Registration {
   scheme: "http" | "https";
   /** The gateway reports browser activity on this registration. */
   activity: boolean;
+  /** A TCP stream's HOST:PORT and port. */
+  address?: string;
+  port?: number;
   /** Resolves when the control connection ends. */
   closed: Promise<void>;
 }
@@ -76,6 +81,8 @@ export interface GatewayService {
   lastActivity?: string | null;
   /** Seconds since the last use (or since it was published); absent from older gateways. */
   idle?: number;
+  /** A TCP stream's HOST:PORT. */
+  address?: string;
 }
 
 /** An open control connection and the directory the gateway assigned to it. */
@@ -117,14 +124,20 @@ export class GatewaySession {
       const chmod = await master.exec(["chmod", "660", remote]);
       if (chmod.code !== 0) o.logger.warn("cannot make the forwarded socket group-accessible", { path: remote, error: chmod.stderr.trim() });
 
-      const config: Record<string, string> = { auth: o.authHash };
+      const config: Record<string, string | number> = { auth: o.authHash };
       if (o.key !== null) config.key = o.key;
       if (o.name !== (o.key ?? "none")) config.name = o.name;
+      if (o.tcp !== undefined) config.kind = "tcp";
+      if (o.tcp?.port != null) config.port = o.tcp.port;
       control.write(encodeLine(config));
       const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
       if (reply.status === "error") throw new RegistrationRefused(reply.reason);
+      if (o.tcp !== undefined && reply.port === undefined) {
+        throw new RegistrationRefused("Cannot publish a TCP service: this gateway answered with web addresses only (the original conductor, or an older conductor-server); publish it on a gateway with TCP streams");
+      }
       registered = true;
-      o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra } });
+      const stream = reply.port === undefined ? {} : { address: reply.address!, port: reply.port };
+      o.events({ state: "live", config: { auth: o.token, key: o.key ?? "", urls: reply.urls, name: o.name, ...o.liveExtra, ...stream } });
       lines.follow((line) => {
         try {
           o.onControl?.(decodeLine(line));
@@ -132,7 +145,7 @@ export class GatewaySession {
           o.logger.debug("ignoring a line from the gateway", { error: messageOf(err) });
         }
       });
-      return { urls: reply.urls, scheme: reply.scheme, activity: reply.activity, closed: lines.closed };
+      return { urls: reply.urls, scheme: reply.scheme, activity: reply.activity, closed: lines.closed, ...stream };
     } finally {
       if (this.#closed) {
         // close() ran meanwhile and cancelled what was current then: no forward of this run may outlive it.

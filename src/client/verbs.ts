@@ -27,19 +27,21 @@ export async function showService(name: string, json: boolean, ctx: VerbContext)
   const record = await findService(registryDir(ctx.env), name);
   if (record === null) return noSuchService(name, ctx);
   if (json) {
-    ctx.out(JSON.stringify({ ...record, url: urlOf(record), authLink: authLink(record) }, null, 2) + "\n");
+    ctx.out(JSON.stringify({ ...record, url: urlOf(record), ...(record.kind === "tcp" ? {} : { authLink: authLink(record) }) }, null, 2) + "\n");
     return 0;
   }
-  const lines: Array<[string, string]> = [
+  const lines: Array<[string, string]> = record.kind === "tcp" ? [["name", record.name], ["address", urlOf(record)]] : [
     ["name", record.name],
     ["url", urlOf(record)],
     ["auth link", authLink(record)],
     ["token", record.token],
+  ];
+  lines.push(
     ["gateway", record.gateway],
     ["socket", record.socket],
     ["host", record.host],
     ["pid", `${record.pid}, live since ${record.started}`],
-  ];
+  );
   if (record.tls) lines.push(["tls", `SHA-256 ${record.tls.fingerprint}`], ["certificate", record.tls.cert], ["key", record.tls.key]);
   ctx.out(lines.map(([k, v]) => `${k.padEnd(12)}${v}\n`).join(""));
   return 0;
@@ -86,7 +88,7 @@ async function listOnGateway(pattern: string, json: boolean, gateway: { destinat
       return 0;
     }
     ctx.out(table(["NAME", "KIND", "URL", "AGE", "IDLE"], services.map((s) =>
-      [s.name, s.kind, `${s.scheme}://${s.urls[0]}/`, age(s.created), s.idle === undefined ? "-" : seconds(s.idle)])));
+      [s.name, s.kind, urlOf(s), age(s.created), s.idle === undefined ? "-" : seconds(s.idle)])));
     return 0;
   } catch (err) {
     ctx.err(`conductor: ${messageOf(err)}\n`);
@@ -127,8 +129,9 @@ function noSuchService(name: string, ctx: VerbContext): number {
   return 1;
 }
 
-function urlOf(record: ServiceRecord): string {
-  return `${record.scheme}://${record.urls[0]}/`;
+/** Where a service is reached: its URL, or a TCP stream's HOST:PORT. */
+function urlOf(record: { kind: string; scheme: string; urls: string[]; address?: string }): string {
+  return record.kind === "tcp" ? record.address ?? "-" : `${record.scheme}://${record.urls[0]}/`;
 }
 
 function age(iso: string): string {

@@ -58,16 +58,32 @@ export async function identify(dir: string): Promise<string> {
   return user;
 }
 
-/** Checks a registration of the client whose directory is `dir`; throws a `ConductorError` with the reason. */
-export async function admit(dir: string, request: RegisterRequest, routes: RouteTable, maxPerUser: number): Promise<Admission> {
+/** Whose socket a client placed in its directory: the user (lowercase), the uid and the path. */
+export interface SocketOwner {
+  user: string;
+  uid: number;
+  socketPath: string;
+}
+
+/**
+ * Locks the client directory `dir` and checks the socket in it: alone, a
+ * socket of one link that other users cannot reach, owned by a user whose
+ * name is fit for a host name. Throws a `ConductorError` with the reason.
+ */
+export async function admitSocket(dir: string): Promise<SocketOwner> {
   // Lock first: from here on nobody but the gateway can swap the socket.
   await lockClientDir(dir);
   await checkClientDirContents(dir);
   const socketPath = join(dir, SOCKET_NAME);
   const facts = await inspectRouteSocket(socketPath);
-  const account = await lookupAccount(facts.uid);
-  const user = account.name.toLowerCase();
+  const user = (await lookupAccount(facts.uid)).name.toLowerCase();
   checkUserName(user);
+  return { user, uid: facts.uid, socketPath };
+}
+
+/** Checks a registration of the client whose directory is `dir`; throws a `ConductorError` with the reason. */
+export async function admit(dir: string, request: RegisterRequest, routes: RouteTable, maxPerUser: number): Promise<Admission> {
+  const { user, uid, socketPath } = await admitSocket(dir);
   await checkHostOwnership(request.key, user, routes.patterns);
   await probeSocket(socketPath);
   const authHash = Buffer.from(request.auth, "hex");
@@ -81,5 +97,5 @@ export async function admit(dir: string, request: RegisterRequest, routes: Route
     throw new ConductorError("CONDUCTOR_ERR_ROUTE_LIMIT",
       `Cannot register route: user ${user} already holds ${maxPerUser} routes, the limit of this gateway; stop some (conductor list) first`);
   }
-  return { key: request.key, name: request.name, user, uid: facts.uid, socketPath, directory: dir, authHash, replaces: existing };
+  return { key: request.key, name: request.name, user, uid, socketPath, directory: dir, authHash, replaces: existing };
 }

@@ -10,11 +10,14 @@ import { ConductorError, messageOf } from "../lib/errors.ts";
 import { RoutePool } from "../gateway/pool.ts";
 import { RECONNECT_GRACE_MS, type Route } from "../gateway/routes.ts";
 import { clock, everySecond } from "../gateway/sweeper.ts";
-import { admit, identify } from "./admission.ts";
+import { ADMIN_OWNER, type StreamManager, type StreamRecord } from "../streams/manager.ts";
+import { checkPort } from "../streams/validate.ts";
+import { admit, admitSocket, identify } from "./admission.ts";
 import { createClientDir, removeClientDir } from "./directories.ts";
 import type { RouteContext } from "./waiting.ts";
 import { readLines } from "./lines.ts";
-import { decodeLine, encodeLine, parseRegister } from "./protocol.ts";
+import { decodeLine, encodeLine, parseRegister, type RegisterRequest } from "./protocol.ts";
+import { probeSocket } from "./socket_check.ts";
 
 /**
  * What becomes of a route when its connection ends: `drop` removes it;
@@ -40,6 +43,8 @@ export interface ControlContext extends RouteContext {
   open: Set<ControlConnection>;
   /** Directory removals in progress, awaited at shutdown. */
   removals: Set<Promise<void>>;
+  /** The TCP streams, or null when this gateway publishes none. */
+  streams: StreamManager | null;
 }
 
 const NEW = 0, REGISTERING = 1, LIVE = 2, CLOSED = 3;
@@ -54,6 +59,8 @@ export class ControlConnection {
   #state = NEW;
   #directory: string | null = null;
   #route: Route | null = null;
+  /** The TCP stream this connection holds (`"kind": "tcp"`), instead of a route. */
+  #stream: StreamRecord | null = null;
   #timer: NodeJS.Timeout | null;
   #stopReading: (() => void) | null = null;
   /** What a live client sent after its registration (a goodbye, normally nothing), bounded. */
@@ -128,6 +135,8 @@ export class ControlConnection {
     ctx.open.delete(this);
     const route = this.#route;
     this.#route = null;
+    const stream = this.#stream;
+    this.#stream = null;
     // A kept route stays published while the requests in progress finish; the next start takes it over.
     if (route !== null && fate === "drop") {
       // Without a goodbye the client may be reconnecting: its host answers 503, not 404, for a while.
@@ -140,8 +149,14 @@ export class ControlConnection {
     if (graceful) this.socket.end();
     else this.socket.destroy();
     const dir = this.#directory;
-    if (dir !== null && !(fate === "keep" && route !== null)) {
-      const removal = removeClientDir(dir)
+    // A stream goes before its directory, so that nginx never relays to a socket that is gone.
+    const streamGone = stream !== null && fate === "drop" && ctx.streams !== null
+      ? ctx.streams.remove(stream.port, (s) => s.directory === stream.directory).then(() => {}, (err) => {
+        ctx.logger.error(`Cannot remove stream ${stream.port}: ${messageOf(err)}`, { owner: stream.owner, name: stream.name });
+      })
+      : Promise.resolve();
+    if (dir !== null && !(fate === "keep" && (route !== null || stream !== null))) {
+      const removal = streamGone.then(() => removeClientDir(dir))
         .catch((err) => ctx.logger.warn("cannot remove client directory; it is locked, remove it as root", { dir, error: err }))
         .finally(() => ctx.removals.delete(removal));
       ctx.removals.add(removal);
@@ -167,6 +182,10 @@ export class ControlConnection {
       throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot handle control message: unknown op ${JSON.stringify(message.op)}; this gateway knows register and list`);
     }
     const request = parseRegister(message);
+    if (message.kind === "tcp") return this.#registerStream(dir, request, message.port);
+    if (message.kind !== undefined && message.kind !== "http") {
+      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot register: unknown kind ${JSON.stringify(message.kind)}; this gateway publishes http and tcp`);
+    }
     const admission = await admit(dir, request, ctx.routes, ctx.maxRoutesPerUser);
     const closedUntil = ctx.idleClosed.get(runKey(admission.user, admission.key, admission.authHash)) ?? 0;
     if (closedUntil > clock.now) {
@@ -202,21 +221,61 @@ export class ControlConnection {
       auth: request.auth, created: new Date(route.created).toISOString(),
     });
     this.#route = route;
+    this.#goLive();
+    // "activity": this gateway tells the client about browser activity (an extension; older clients ignore it).
+    this.#reply({ status: "ok", urls: [...route.hosts], scheme: ctx.scheme, activity: true });
+    ctx.logger.info("route added", { key: route.key, name: route.name, user: route.user, uid: route.uid, hosts: route.hosts });
+    this.#liveSince = clock.now;
+    this.#stopSweep = everySecond((now) => this.#sweepActivity(route, now));
+  }
+
+  /**
+   * Publishes the client's socket as a TCP stream (`"kind": "tcp"`, an
+   * extension) on a port of the gateway's range, the one it asks for
+   * (`"port"`) or its sticky one, and answers with `"address"` and `"port"`.
+   */
+  async #registerStream(dir: string, request: RegisterRequest, port: unknown): Promise<void> {
+    const ctx = this.#ctx;
+    const streams = ctx.streams;
+    if (streams === null) {
+      throw new ConductorError("CONDUCTOR_ERR_STREAM_REFUSED", "Cannot publish a TCP service: this gateway publishes web apps only (conductor-server runs with --no-streams)");
+    }
+    const owner = await admitSocket(dir);
+    if (owner.user === ADMIN_OWNER) throw new ConductorError("CONDUCTOR_ERR_STREAM_REFUSED", `Cannot publish a TCP service as user ${ADMIN_OWNER}: that name marks the admin's streams`);
+    await probeSocket(owner.socketPath);
+    const { stream, replaced } = await streams.publish({
+      owner: owner.user, uid: owner.uid, name: request.name, backend: `unix:${owner.socketPath}`, directory: dir, auth: request.auth,
+      port: port === undefined || port === null ? undefined : checkPort(port, streams.settings.range),
+    });
+    if (this.#state === CLOSED) {
+      // The client left while nginx was reloading: the stream goes with it.
+      await streams.remove(stream.port, (s) => s.directory === dir);
+      throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", "Cannot register stream: the client went away");
+    }
+    this.#stream = stream;
+    this.#goLive();
+    // A stream kept across a restart, now the client's again: nothing else holds its old directory.
+    const old = replaced?.directory;
+    if (old !== undefined && old !== dir && ![...ctx.open].some((c) => c.directory === old)) {
+      removeClientDir(old).catch((err) => ctx.logger.warn("cannot remove client directory; it is locked, remove it as root", { dir: old, error: err }));
+    }
+    const address = streams.address(stream.port);
+    this.#reply({ status: "ok", urls: [], scheme: ctx.scheme, activity: false, kind: "tcp", address, port: stream.port });
+    ctx.logger.info("stream added", { port: stream.port, name: stream.name, user: stream.owner, uid: owner.uid, address });
+  }
+
+  /** The registration is in: from now on only a goodbye and the end of the connection matter. */
+  #goLive(): void {
     this.#state = LIVE;
-    ctx.pending--;
+    this.#ctx.pending--;
     this.#clearTimer();
-    // From now on only a goodbye and the end of the connection matter: drop the line reader, keep a few bytes.
+    // Drop the line reader, keep a few bytes.
     this.#stopReading?.();
     this.#stopReading = null;
     this.socket.on("data", (chunk: Buffer) => {
       if (this.#after.length < 1024) this.#after += chunk.toString("utf8", 0, Math.min(chunk.length, 1024));
     });
     this.socket.once("end", () => this.close(this.#saidGoodbye() ? "the client said goodbye" : "the client closed the control connection"));
-    // "activity": this gateway tells the client about browser activity (an extension; older clients ignore it).
-    this.#reply({ status: "ok", urls: [...route.hosts], scheme: ctx.scheme, activity: true });
-    ctx.logger.info("route added", { key: route.key, name: route.name, user: route.user, uid: route.uid, hosts: route.hosts });
-    this.#liveSince = clock.now;
-    this.#stopSweep = everySecond((now) => this.#sweepActivity(route, now));
   }
 
   /**
@@ -254,11 +313,15 @@ export class ControlConnection {
     const ctx = this.#ctx;
     const user = await identify(dir);
     const now = Date.now();
-    const services = [...ctx.routes.all()].filter((r) => r.user === user).map((r) => ({
+    const routes = [...ctx.routes.all()].filter((r) => r.user === user).map((r) => ({
       name: r.name, kind: "http", key: r.key, urls: [...r.hosts], scheme: ctx.scheme, created: new Date(r.created).toISOString(),
       lastActivity: r.lastActivity === 0 ? null : new Date(r.lastActivity).toISOString(),
       idle: Math.max(0, Math.floor((now - (r.lastActivity || r.created)) / 1000)),
     }));
+    const streams = ctx.streams === null ? [] : ctx.streams.list().filter((s) => s.owner === user).map((s) => ({
+      name: s.name, kind: "tcp", key: s.name, urls: [], scheme: ctx.scheme, created: s.created, address: ctx.streams!.address(s.port), port: s.port,
+    }));
+    const services = [...routes, ...streams];
     this.#reply({ status: "ok", user, services });
     this.close("list answered", "drop", true);
   }

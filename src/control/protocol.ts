@@ -13,6 +13,10 @@
  * second), and `{"op": "close", "reason": "..."}` before it closes a route itself
  * (--max-idle); clients that do not know these lines ignore them.
  *
+ * A registration with `"kind": "tcp"` (and optionally `"port": N`) asks for a
+ * TCP stream instead of a route; its ok reply adds `"address": "HOST:PORT"`
+ * and `"port": N`. A server that answers without them publishes no streams.
+ *
  * @module
  */
 import { ConductorError } from "../lib/errors.ts";
@@ -51,7 +55,7 @@ export interface RegisterRequest {
 
 /** The server's answer to a registration; `activity`: the gateway reports browser activity (an extension). */
 export type Reply =
-  | { status: "ok"; urls: string[]; scheme: "http" | "https"; activity: boolean }
+  | { status: "ok"; urls: string[]; scheme: "http" | "https"; activity: boolean; address?: string; port?: number }
   | { status: "error"; reason: string };
 
 /** A JSON value as the protocol carries it. */
@@ -151,7 +155,8 @@ export function parseBanner(message: Record<string, unknown>): Banner {
 export function parseReply(message: Record<string, unknown>): Reply {
   if (message.status === "ok" && Array.isArray(message.urls) && message.urls.every((u) => typeof u === "string")) {
     // Servers before the scheme extension do not say; production gateways are behind TLS.
-    return { status: "ok", urls: message.urls as string[], scheme: message.scheme === "http" ? "http" : "https", activity: message.activity === true };
+    const stream = typeof message.address === "string" && typeof message.port === "number" ? { address: message.address, port: message.port } : {};
+    return { status: "ok", urls: message.urls as string[], scheme: message.scheme === "http" ? "http" : "https", activity: message.activity === true, ...stream };
   }
   const reason = typeof message.reason === "string" ? message.reason : `server answered ${preview(JSON.stringify(message))}`;
   return { status: "error", reason };

@@ -13,6 +13,8 @@ import { type PoolOptions, DEFAULT_POOL_OPTIONS } from "../gateway/pool.ts";
 import type { RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
 import type { GatewayState } from "../state/gateway_state.ts";
+import { StreamManager } from "../streams/manager.ts";
+import type { StreamSettings } from "../streams/settings.ts";
 import { WaitingRoutes } from "./waiting.ts";
 import { ControlConnection, type ControlContext } from "./connection.ts";
 import { pickToGiveWay } from "./fairness.ts";
@@ -40,6 +42,10 @@ export interface ControlOptions {
   state: GatewayState;
   /** The scheme browsers reach the gateway with. */
   scheme: "http" | "https";
+  /** TCP streams through nginx; undefined publishes web apps only. */
+  streams?: StreamSettings;
+  /** Where the streams' state is kept (default: beside the users' files). */
+  stateDir: string;
 }
 
 /** A running control server. */
@@ -48,6 +54,8 @@ export interface ControlServer {
   readonly path: string;
   /** Open control connections. */
   readonly connections: number;
+  /** The TCP streams, or null when the gateway publishes none. */
+  readonly streams: StreamManager | null;
   /**
    * Stops accepting and ends every control connection. Routes and their
    * directories stay in the state for the next start to take over. Safe to
@@ -69,7 +77,9 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
   const socketsDir = await prepareSocketsDir(options.runtimeDir);
   const waiting = new WaitingRoutes({ routes, stats, logger, pool: poolOptions, state: options.state, socketsDir });
   await waiting.adopt();
-  const swept = await sweepClientDirs(socketsDir, waiting.directories());
+  const streams = options.streams === undefined ? null
+    : await StreamManager.open(options.streams, { runtimeDir: options.runtimeDir, stateDir: options.stateDir, socketsDir }, logger);
+  const swept = await sweepClientDirs(socketsDir, new Set([...waiting.directories(), ...streams?.directories() ?? []]));
   if (swept.removed.length > 0) logger.info("removed stale client directories", { count: swept.removed.length, dir: socketsDir });
   for (const { path, error } of swept.failed) {
     logger.warn("cannot remove a stale client directory; it is locked, remove it as root", { dir: path, error });
@@ -92,6 +102,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     pending: 0,
     open: new Set(),
     removals: new Set(),
+    streams,
   };
   let nextId = 1;
 
@@ -124,6 +135,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     get connections() {
       return ctx.open.size;
     },
+    streams,
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
@@ -132,6 +144,7 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
         });
         waiting.close();
         await Promise.all(ctx.removals);
+        await streams?.close();
         await options.state.flush();
         await fs.rm(path, { force: true });
       })();

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
@@ -12,6 +13,9 @@ import { DEFAULT_CONNECTION_CAPS } from "./connection_limits.ts";
 import { parseDomainPattern } from "./domains.ts";
 import { DEFAULT_POOL_OPTIONS, type PoolOptions } from "./pool.ts";
 import type { GatewayOptions } from "./service.ts";
+import { BUILTIN_MODULE, DEFAULT_STREAM_SETTINGS, type StreamSettings } from "../streams/settings.ts";
+import { checkCidr, parsePortRange } from "../streams/validate.ts";
+import type { AdminOptions } from "../streams/admin.ts";
 
 /** The default runtime directory, as the original's. */
 export const DEFAULT_RUNTIME_DIR = "/var/run/conductor";
@@ -73,6 +77,47 @@ Control socket and limits:
                                15m, 2h), whatever its client asked; the client
                                prints why and stops its app (default: never)
 
+TCP streams (conductor --tcp), relayed by an nginx the gateway runs as its own user:
+      --port-range FIRST-LAST  ports handed out, both included (default ${DEFAULT_STREAM_SETTINGS.range.first}-${DEFAULT_STREAM_SETTINGS.range.last};
+                               environment PORT_RANGE)
+      --stream-host NAME       host name given to clients as NAME:PORT (default: this
+                               machine's name)
+      --streams-per-user N     streams one user may hold at once (default ${DEFAULT_STREAM_SETTINGS.perUser})
+      --stream-allow CIDR      only addresses in CIDR may connect to streams (nginx
+                               allow); repeatable
+      --stream-deny CIDR       addresses in CIDR may not (nginx deny, after the allows);
+                               repeatable
+      --stream-max-connections N
+                               connections to one stream at once (nginx limit_conn;
+                               default 0, no cap)
+      --stream-idle-timeout DURATION
+                               close a stream connection silent both ways for
+                               DURATION (nginx proxy_timeout; default 24h, since
+                               nginx's own 10m drops idle database sessions)
+      --stream-proxy-protocol  send the PROXY protocol header, so that the app sees
+                               the client's address (the app must expect it)
+      --nginx PATH             the nginx program (default ${DEFAULT_STREAM_SETTINGS.nginx};
+                               environment NGINX_BIN)
+      --stream-module PATH     nginx's stream module, loaded by absolute path, or
+                               'builtin' for an nginx built with it inside (Guix,
+                               Nix) (default ${DEFAULT_STREAM_SETTINGS.module})
+      --stream-dir DIR         where the stream blocks go (default RUNTIME/nginx/stream.d;
+                               environment STREAM_CONFIG_PATH)
+      --stream-prefix PREFIX   name prefix of the gateway's block files there
+                               (default ${DEFAULT_STREAM_SETTINGS.prefix}; environment STREAM_PREFIX)
+      --no-streams             publish web apps only
+      --admin-socket PATH      serve the streams' admin API (stream-conductor's verbs:
+                               /status, /getstreams, /createstream/PORT/BACKEND,
+                               /removestream/PORT, /hasstream/PORT, /getfreeport) on
+                               this UNIX socket; who may connect is set by its mode
+                               and group
+      --admin-socket-mode MODE the socket's mode, octal (default 0660)
+      --admin-socket-group GROUP
+                               the socket's group (the gateway's user must be in it)
+      --admin-listen HOST:PORT serve the admin API on this TCP address; each request
+                               needs 'Authorization: Bearer TOKEN'
+      --admin-token-file FILE  the token, in a file only the gateway's user may read
+
 Other:
   -v, --verbose                debug logs (JSON lines on stderr)
   -V, --version                print the version and exit
@@ -92,7 +137,7 @@ export type ServerCommand =
  * Parses conductor-server's arguments, given the descriptor of the socket
  * systemd passed, if any; throws `CONDUCTOR_ERR_USAGE` with the reason.
  */
-export function parseServerArgs(argv: string[], listenFd?: number): ServerCommand {
+export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.ProcessEnv = {}): ServerCommand {
   let values;
   try {
     ({ values } = parseArgs({
@@ -117,6 +162,24 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
         "max-connections": { type: "string" },
         "max-app-connections": { type: "string" },
         "max-connections-per-address": { type: "string" },
+        "port-range": { type: "string" },
+        "stream-host": { type: "string" },
+        "streams-per-user": { type: "string" },
+        "stream-allow": { type: "string", multiple: true },
+        "stream-deny": { type: "string", multiple: true },
+        "stream-max-connections": { type: "string" },
+        "stream-idle-timeout": { type: "string" },
+        "stream-proxy-protocol": { type: "boolean" },
+        nginx: { type: "string" },
+        "stream-module": { type: "string" },
+        "stream-dir": { type: "string" },
+        "stream-prefix": { type: "string" },
+        "no-streams": { type: "boolean" },
+        "admin-socket": { type: "string" },
+        "admin-socket-mode": { type: "string" },
+        "admin-socket-group": { type: "string" },
+        "admin-listen": { type: "string" },
+        "admin-token-file": { type: "string" },
         verbose: { type: "boolean", short: "v" },
         version: { type: "boolean", short: "V" },
         help: { type: "boolean", short: "h" },
@@ -164,8 +227,10 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
       trustForwarded: values["trust-forwarded"] ?? values.sock !== undefined,
       maxRoutesPerUser: values["max-routes-per-user"] === undefined ? undefined : integer(values["max-routes-per-user"], "--max-routes-per-user", 1, 1_000_000),
       maxRequestBody: values["max-request-body"] === undefined ? undefined : size(values["max-request-body"], "--max-request-body"),
-      maxIdleMs: values["max-idle"] === undefined ? undefined : parseDuration(values["max-idle"], "--max-idle") * 1000,
+      maxIdleMs: values["max-idle"] === undefined ? undefined : wrapUsage(() => parseDuration(values["max-idle"]!, "--max-idle")) * 1000,
       pool: values["max-app-connections"] === undefined ? undefined : appConnections(integer(values["max-app-connections"], "--max-app-connections", 0, 1_000_000)),
+      streams: values["no-streams"] ? undefined : streamSettings(values, env),
+      admin: adminOptions(values),
       connectionCaps: {
         maxTotal: values["max-connections"] === undefined ? DEFAULT_CONNECTION_CAPS.maxTotal : integer(values["max-connections"], "--max-connections", 0, 10_000_000),
         maxPerAddress: values["max-connections-per-address"] === undefined ? DEFAULT_CONNECTION_CAPS.maxPerAddress
@@ -173,6 +238,67 @@ export function parseServerArgs(argv: string[], listenFd?: number): ServerComman
       },
     },
   };
+}
+
+/** Where the admin API listens, if anywhere; it is never open to anyone. */
+function adminOptions(values: Record<string, string | string[] | boolean | undefined>): AdminOptions | undefined {
+  const socket = values["admin-socket"] as string | undefined;
+  const listen = values["admin-listen"] as string | undefined;
+  const tokenFile = values["admin-token-file"] as string | undefined;
+  const mode = values["admin-socket-mode"] as string | undefined;
+  const group = values["admin-socket-group"] as string | undefined;
+  if (socket === undefined && (mode !== undefined || group !== undefined)) throw usage("--admin-socket-mode and --admin-socket-group go with --admin-socket");
+  if (listen === undefined && tokenFile !== undefined) throw usage("--admin-token-file goes with --admin-listen");
+  if (listen !== undefined && tokenFile === undefined) throw usage("--admin-listen needs --admin-token-file: the admin API is never open to anyone who can connect");
+  if ((socket !== undefined || listen !== undefined) && values["no-streams"]) throw usage("the admin API manages streams: drop --no-streams or the --admin-* options");
+  if (mode !== undefined && (!/^0?[0-7]{3}$/.test(mode) || (parseInt(mode, 8) & 0o007) !== 0)) {
+    throw usage(`--admin-socket-mode takes an octal mode that gives others nothing, such as 0660 or 0600, not '${mode}'`);
+  }
+  const address = listen === undefined ? undefined : /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):([0-9]{1,5})$/.exec(listen);
+  if (address === null) throw usage(`--admin-listen takes HOST:PORT, such as 127.0.0.1:5000, not '${listen}'`);
+  if (socket === undefined && address === undefined) return undefined;
+  return {
+    ...(socket === undefined ? {} : { socket: { path: socket, mode: mode === undefined ? 0o660 : parseInt(mode, 8), group } }),
+    ...(address === undefined ? {} : { listen: { host: address[1].replace(/^\[|\]$/g, ""), port: integer(address[2], "--admin-listen's port", 0, 65535), tokenFile: tokenFile! } }),
+  };
+}
+
+/** The stream options, with stream-conductor's environment variables as defaults. */
+function streamSettings(values: Record<string, string | string[] | boolean | undefined>, env: NodeJS.ProcessEnv): StreamSettings {
+  const text = (name: string): string | undefined => values[name] as string | undefined;
+  const masks = (name: string): string[] => ((values[name] ?? []) as string[]).map((mask) => wrapUsage(() => checkCidr(mask, `--${name}`)));
+  const range = text("port-range") ?? env.PORT_RANGE;
+  const prefix = text("stream-prefix") ?? env.STREAM_PREFIX ?? DEFAULT_STREAM_SETTINGS.prefix;
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(prefix)) throw usage(`--stream-prefix takes 1 to 32 letters, digits, '_', '.' and '-', not '${prefix}'`);
+  const path = (name: string, fallback: string | undefined): string | undefined => {
+    const value = text(name) ?? fallback;
+    if (value !== undefined && !/^\/[A-Za-z0-9._/+-]*$/.test(value)) throw usage(`--${name} takes an absolute path of letters, digits and ._/+-, not '${value}'`);
+    return value;
+  };
+  const idle = text("stream-idle-timeout");
+  return {
+    ...DEFAULT_STREAM_SETTINGS,
+    range: range === undefined ? DEFAULT_STREAM_SETTINGS.range : wrapUsage(() => parsePortRange(range)),
+    nginx: path("nginx", env.NGINX_BIN) ?? DEFAULT_STREAM_SETTINGS.nginx,
+    module: text("stream-module") === BUILTIN_MODULE ? BUILTIN_MODULE : path("stream-module", undefined) ?? DEFAULT_STREAM_SETTINGS.module,
+    dir: path("stream-dir", env.STREAM_CONFIG_PATH),
+    prefix,
+    host: text("stream-host") ?? hostname(),
+    perUser: text("streams-per-user") === undefined ? DEFAULT_STREAM_SETTINGS.perUser : integer(text("streams-per-user")!, "--streams-per-user", 1, 65535),
+    allow: masks("stream-allow"),
+    deny: masks("stream-deny"),
+    maxConnections: text("stream-max-connections") === undefined ? 0 : integer(text("stream-max-connections")!, "--stream-max-connections", 0, 1_000_000),
+    idleTimeoutS: idle === undefined ? DEFAULT_STREAM_SETTINGS.idleTimeoutS : wrapUsage(() => parseDuration(idle, "--stream-idle-timeout")),
+    proxyProtocol: values["stream-proxy-protocol"] === true,
+  };
+}
+
+function wrapUsage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw usage(messageOf(err));
+  }
 }
 
 function integer(text: string, option: string, min: number, max: number): number {

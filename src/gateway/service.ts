@@ -22,6 +22,8 @@ import { RouteTable } from "./routes.ts";
 import { createStats, type Stats } from "./stats.ts";
 import { loadTls, type TlsFiles } from "./tls.ts";
 import { GatewayState } from "../state/gateway_state.ts";
+import type { StreamSettings } from "../streams/settings.ts";
+import { startAdminApi, type AdminApi, type AdminOptions } from "../streams/admin.ts";
 
 /** Settings of {@link startGateway}; the command line maps onto these. */
 export interface GatewayOptions {
@@ -58,6 +60,10 @@ export interface GatewayOptions {
   pool?: PoolOptions;
   /** How long close() lets responses in progress finish before it cuts them, in ms (default 5 s). */
   shutdownGraceMs?: number;
+  /** TCP streams through nginx; undefined publishes web apps only. */
+  streams?: StreamSettings;
+  /** The streams' admin API (needs `streams`). */
+  admin?: AdminOptions;
 }
 
 /** A running gateway. */
@@ -84,6 +90,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     requestCert: options.tls.allowedClientsFile !== undefined,
   };
   let control: ControlServer | null = null;
+  let admin: AdminApi | null = null;
   const front = createFrontEnd({
     routes,
     stats,
@@ -110,6 +117,8 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       // Behind a reverse proxy on a UNIX socket, browsers are expected to come over TLS.
       scheme: tls !== undefined || !("port" in address) ? "https" : "http",
       runtimeDir: options.runtimeDir,
+      stateDir: options.stateDir,
+      streams: options.streams,
       routes,
       stats,
       logger,
@@ -119,7 +128,9 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       maxIdleMs: options.maxIdleMs,
       pool: options.pool,
     });
+    if (options.admin !== undefined && control.streams !== null) admin = await startAdminApi(control.streams, options.admin, logger);
   } catch (err) {
+    await control?.close();
     await new Promise((resolve) => server.close(resolve));
     if ("path" in address) await fs.rm(address.path, { force: true });
     throw err;
@@ -144,6 +155,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         front.closeIdle();
+        await admin?.close();
         await controlServer.close();
         const grace = setTimeout(() => front.destroyAll(), options.shutdownGraceMs ?? 5_000);
         await stopped;

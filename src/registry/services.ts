@@ -20,8 +20,11 @@ import { ensurePrivateDir } from "../state/private_dir.ts";
 /** A live service as the client records it. */
 export interface ServiceRecord {
   name: string;
-  /** "http" for a route published by the gateway. */
-  kind: "http";
+  /** "http" for a web app the gateway publishes, "tcp" for a TCP stream. */
+  kind: "http" | "tcp";
+  /** A TCP stream's address, HOST:PORT, and its port. */
+  address?: string;
+  port?: number;
   /** Route key. */
   key: string;
   /** The gateway argument as given (`[user@]host[:port][/path]`). */

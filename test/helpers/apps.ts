@@ -13,6 +13,8 @@ const PROGRAMS = {
   websockify: { path: "/usr/bin/websockify", package: "websockify" },
   chromium: { path: "/usr/bin/chromium", package: "chromium" },
   python3: { path: "/usr/bin/python3", package: "python3" },
+  "redis-server": { path: "/usr/bin/redis-server", package: "redis-server" },
+  "redis-cli": { path: "/usr/bin/redis-cli", package: "redis-tools" },
 } as const;
 
 /** The absolute path of a program. */

@@ -31,6 +31,8 @@ export interface TestRequest {
   agent?: Agent | false;
   /** TLS options; the request goes over HTTPS when given. */
   tls?: ConnectionOptions;
+  /** Send it over this UNIX socket instead of the port. */
+  socketPath?: string;
 }
 
 /** Sends one request to 127.0.0.1 and reads the whole response. */
@@ -44,6 +46,7 @@ export function request(r: TestRequest): Promise<TestResponse> {
       headers: { Host: r.host, ...r.headers },
       agent: r.agent ?? false,
       ...(r.tls ? { ...r.tls, servername: r.host.split(":")[0] } : {}),
+      ...(r.socketPath === undefined ? {} : { socketPath: r.socketPath }),
     };
     const req = (r.tls ? httpsRequest : httpRequest)(options, (res) => {
       const chunks: Buffer[] = [];

@@ -27,13 +27,16 @@ export interface RegisterOptions {
   /** What to place in the directory; see the fixture. Default "app". */
   mode?: string;
   arg?: string;
+  /** Fields added to the config line (extensions, e.g. `{ kind: "tcp" }`). */
+  extra?: Record<string, unknown>;
 }
 
 /** Starts a fixture client against `controlPath` and waits for the server's reply. */
 export async function register(t: Cleanup, controlPath: string, options: RegisterOptions): Promise<Registration> {
   const args = [fixture("client"), controlPath, options.key, options.token, options.mode ?? "app"];
   if (options.arg !== undefined) args.push(options.arg);
-  const proc = startProcess(t, process.execPath, args, { user: options.user === undefined ? "alice" : options.user ?? undefined, stdin: true });
+  const env = options.extra === undefined ? undefined : { FIXTURE_CONFIG_EXTRA: JSON.stringify(options.extra) };
+  const proc = startProcess(t, process.execPath, args, { user: options.user === undefined ? "alice" : options.user ?? undefined, stdin: true, env });
   const banner = await proc.waitForJson((l) => l.event === "banner");
   const reply = await proc.waitForJson((l) => l.event === "reply" || l.event === "closed");
   return {

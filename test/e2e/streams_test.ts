@@ -1,0 +1,268 @@
+/**
+ * TCP streams: the gateway (unprivileged, as in production) relays a port of
+ * its range to a client's socket through the nginx it runs; ports are handed
+ * out once, limits hold, refused requests leave the stream files as they
+ * were, and a client's end takes its stream away.
+ */
+import assert from "node:assert/strict";
+import { appendFileSync, chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { test } from "node:test";
+import { account } from "../helpers/accounts.ts";
+import { needsRoot } from "../helpers/env.ts";
+import { makeRuntimeDir, startGateway, type TestGateway } from "../helpers/gateway.ts";
+import { request } from "../helpers/http.ts";
+import { startProcess } from "../helpers/process.ts";
+import { nginxMissing, STREAM_MODULE } from "../helpers/nginx.ts";
+import { processesMatching } from "../helpers/procs.ts";
+import { register } from "../helpers/register.ts";
+import { freePortRange, tcpExchange } from "../helpers/streams.ts";
+import { portAnswers } from "../../src/streams/ports.ts";
+import { missing, program } from "../helpers/apps.ts";
+import { startConductor } from "../helpers/conductor.ts";
+import { sshdMissing, startSshd } from "../helpers/sshd.ts";
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { promisify } from "node:util";
+import type { Cleanup } from "../helpers/cleanup.ts";
+
+const skip = needsRoot || nginxMissing || (existsSync(STREAM_MODULE) ? false : "nginx's stream module is not installed (apt-get install libnginx-mod-stream)");
+
+/** A gateway with streams on `range`, addresses told as 127.0.0.1:PORT. */
+async function streamGateway(t: Cleanup, range: string, args: string[] = []): Promise<TestGateway> {
+  return startGateway(t, { args: ["--port-range", range, "--stream-host", "127.0.0.1", ...args] });
+}
+
+/** The HTTP answer of the test app behind a stream. */
+async function helloOver(port: number): Promise<string> {
+  return (await tcpExchange(port, "GET /hello HTTP/1.1\r\nHost: stream\r\nConnection: close\r\n\r\n")).toString("utf8");
+}
+
+/** The stream directory's files and their bytes. */
+function streamFiles(gw: TestGateway): Record<string, string> {
+  const dir = join(gw.runtimeDir, "nginx", "stream.d");
+  return Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f), "utf8")]));
+}
+
+test("a TCP stream relays a gateway port to the client's socket, through nginx running as the gateway's user, until the client leaves", { skip }, async (t) => {
+  const range = await freePortRange(3);
+  const gw = await streamGateway(t, range.text);
+  const reg = await register(t, gw.controlPath, { key: "db", token: "stream-token-0123", extra: { kind: "tcp" } });
+  assert.equal(reg.reply.status, "ok", JSON.stringify(reg.reply));
+  const port = reg.reply.port as number;
+  assert.ok(port >= range.first && port <= range.last, `port ${port} in ${range.text}`);
+  assert.equal(reg.reply.address, `127.0.0.1:${port}`);
+  assert.deepEqual(reg.reply.urls, []);
+  assert.match(await helloOver(port), /^HTTP\/1\.1 200 .*hello/s);
+  assert.deepEqual(Object.keys(streamFiles(gw)), [`_conductor_${port}.conf`]);
+  const nginx = processesMatching(join(gw.runtimeDir, "nginx", "nginx.conf"));
+  assert.ok(nginx.length >= 1 && nginx.every((p) => p.uid === account("conductor").uid), `nginx runs as the gateway's user: ${JSON.stringify(nginx)}`);
+
+  await reg.end();
+  assert.ok(await gw.process.waitForJson((l) => l.msg === "stream removed" && l.port === port, 60_000, "stderr"));
+  assert.equal(await portAnswers(port), false, "the port is free again");
+  assert.deepEqual(streamFiles(gw), {});
+  // The same name gets its port again.
+  const back = await register(t, gw.controlPath, { key: "db", token: "stream-token-4567", extra: { kind: "tcp" } });
+  assert.equal(back.reply.port, port, "sticky: the same user and name get the same port");
+  await back.end();
+});
+
+test("20 registrations at once: no port twice, the range and --streams-per-user hold, refusals say why", { skip }, async (t) => {
+  const range = await freePortRange(10);
+  const gw = await streamGateway(t, range.text, ["--streams-per-user", "3"]);
+  const users = ["alice", "bob", "luc", "jean-luc"] as const;
+  const regs = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+    register(t, gw.controlPath, { key: `s${i}`, token: `token-${i}`, user: users[i % 4], extra: { kind: "tcp" } })));
+  const ok = regs.filter((r) => r.reply.status === "ok");
+  const refused = regs.filter((r) => r.reply.status !== "ok");
+  const ports = ok.map((r) => r.reply.port as number);
+  assert.equal(new Set(ports).size, ports.length, `no port twice: ${ports.join(" ")}`);
+  assert.equal(ok.length, 10, `all ten ports are handed out: ${refused.map((r) => r.reply.reason).join(" | ")}`);
+  for (const user of users) {
+    assert.ok(ok.filter((r) => regs.indexOf(r) % 4 === users.indexOf(user)).length <= 3, `${user} holds at most 3`);
+  }
+  for (const r of refused) assert.match(r.reply.reason as string, /the limit of this gateway \(--streams-per-user\)|all 10 ports of this gateway/);
+  assert.ok(refused.some((r) => /all 10 ports/.test(r.reply.reason as string)), "the 11th stream is told that the range is full");
+  for (const port of ports) assert.match(await helloOver(port), /^HTTP\/1\.1 200/, `port ${port} relays`);
+  await Promise.all(ok.map((r) => r.end()));
+});
+
+test("refused changes leave the stream files byte for byte as they were, and the streams already there keep serving", { skip }, async (t) => {
+  const range = await freePortRange(4);
+  const gw = await streamGateway(t, range.text);
+  const first = await register(t, gw.controlPath, { key: "keep", token: "keep-token-0123", extra: { kind: "tcp", port: range.first } });
+  assert.equal(first.reply.port, range.first, JSON.stringify(first.reply));
+  const before = streamFiles(gw);
+
+  // A port another program holds: refused before anything is written.
+  const squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(range.first + 1, "127.0.0.1", resolve));
+  t.after(() => squatter.close());
+  const taken = await register(t, gw.controlPath, { key: "taken", token: "taken-token-0123", user: "bob", extra: { kind: "tcp", port: range.first + 1 } });
+  assert.equal(taken.reply.status, "error");
+  assert.match(taken.reply.reason as string, new RegExp(`port ${range.first + 1} is in use by another program`));
+  // A port outside the range, and another user's port.
+  const outside = await register(t, gw.controlPath, { key: "outside", token: "outside-token-01", user: "bob", extra: { kind: "tcp", port: range.last + 1 } });
+  assert.match(outside.reply.reason as string, new RegExp(`a port is a whole number from ${range.first} to ${range.last}`));
+  const theirs = await register(t, gw.controlPath, { key: "theirs", token: "theirs-token-012", user: "bob", extra: { kind: "tcp", port: range.first } });
+  assert.match(theirs.reply.reason as string, /it is held by another service/);
+  assert.deepEqual(streamFiles(gw), before);
+
+  // nginx's configuration broken on purpose: nginx's own words reach the client, the files come back.
+  const main = join(gw.runtimeDir, "nginx", "nginx.conf");
+  const config = readFileSync(main, "utf8");
+  appendFileSync(main, "broken_on_purpose;\n");
+  const broken = await register(t, gw.controlPath, { key: "broken", token: "broken-token-012", user: "bob", extra: { kind: "tcp" } });
+  assert.equal(broken.reply.status, "error");
+  assert.match(broken.reply.reason as string, /nginx -t refused the configuration: .*unknown directive "broken_on_purpose"/);
+  assert.deepEqual(streamFiles(gw), before);
+  assert.match(await helloOver(range.first), /^HTTP\/1\.1 200/, "the stream already there keeps serving");
+  writeFileSync(main, config);
+  const mended = await register(t, gw.controlPath, { key: "broken", token: "broken-token-012", user: "bob", extra: { kind: "tcp" } });
+  assert.equal(mended.reply.status, "ok", JSON.stringify(mended.reply));
+  assert.match(await helloOver(mended.reply.port as number), /^HTTP\/1\.1 200/);
+  assert.match(await helloOver(range.first), /^HTTP\/1\.1 200/);
+  await Promise.all([first.end(), mended.end()]);
+});
+
+const redisSkip = skip || sshdMissing || missing("redis-server", "redis-cli");
+
+/** Runs redis-cli against 127.0.0.1:`port` with `args`, `input` on stdin; resolves with its raw output. */
+async function redis(port: number, args: string[], input?: Buffer): Promise<Buffer> {
+  const run = promisify(execFile)(program("redis-cli"), ["-h", "127.0.0.1", "-p", String(port), ...args], { encoding: "buffer", maxBuffer: 64 << 20 });
+  if (input !== undefined) run.child.stdin!.end(input);
+  return (await run).stdout;
+}
+
+const sha = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
+
+test("conductor --tcp publishes redis: commands and 10 MiB each way round-trip, and the port stays the same across a reconnect and a gateway restart", { skip: redisSkip }, async (t) => {
+  const range = await freePortRange(4);
+  const sshd = await startSshd(t);
+  const gw = await streamGateway(t, range.text);
+  const client = startConductor(t, sshd, gw, {
+    args: ["--tcp", "--name", "cache"],
+    command: ["sh", "-c", `exec ${program("redis-server")} --port 0 --unixsocket "$CONDUCTOR_SOCKET" --unixsocketperm 660 --save '' --appendonly no`],
+  });
+  const live = await client.live() as unknown as { address: string; port: number; urls: string[] };
+  assert.equal(live.address, `127.0.0.1:${live.port}`);
+  assert.deepEqual(live.urls, []);
+  const port = live.port;
+  assert.equal((await redis(port, ["ping"])).toString(), "PONG\n");
+  const big = randomBytes(10 << 20);
+  assert.equal((await redis(port, ["-x", "set", "big"], big)).toString(), "OK\n");
+  const back = await redis(port, ["--raw", "get", "big"]);
+  assert.equal(sha(back.subarray(0, back.length - 1)), sha(big), "10 MiB up and down, intact");
+
+  const masters = (): number[] => processesMatching(`-p ${sshd.port} -l ${sshd.loginName("alice")}`).filter((p) => p.cmdline.includes("ControlMaster=yes")).map((p) => p.pid);
+  assert.equal(masters().length, 1);
+  process.kill(masters()[0], "SIGKILL");
+  const second = await client.live(2) as unknown as { port: number };
+  assert.equal(second.port, port, "the same port after the client reconnected");
+  assert.equal((await redis(port, ["ping"])).toString(), "PONG\n");
+
+  await gw.stop();
+  const again = await startGateway(t, { runtimeDir: gw.runtimeDir, args: ["--port-range", range.text, "--stream-host", "127.0.0.1"] });
+  const third = await client.live(3) as unknown as { port: number };
+  assert.equal(third.port, port, "the same port after the gateway restarted");
+  assert.equal((await redis(port, ["ping"])).toString(), "PONG\n");
+
+  // A client killed outright: its stream goes, the port is free, nginx serves on.
+  client.process.child.kill("SIGKILL");
+  // Its app and its SSH master (ControlPersist) outlive it, since nothing can follow a SIGKILL: stop them as a batch system would.
+  for (const pid of [...processesMatching(client.appSocket).map((p) => p.pid), ...masters()]) process.kill(pid, "SIGKILL");
+  assert.ok(await again.process.waitForJson((l) => l.msg === "stream removed" && l.port === port, 120_000, "stderr"));
+  assert.equal(await portAnswers(port), false);
+  assert.deepEqual(streamFiles(again), {});
+});
+
+test("the admin API: stream-conductor's verbs on a UNIX socket and with a bearer token; never open; bad ports, backends and names get 400 and reach no file", { skip }, async (t) => {
+  const range = await freePortRange(3);
+  const dir = makeRuntimeDir(t);
+  const tokenFile = join(dir, "admin.token");
+  writeFileSync(tokenFile, "admin-token-0123456789abcdef\n", { mode: 0o600 });
+  chownSync(tokenFile, account("conductor").uid, account("conductor").gid);
+  const adminSocket = join(dir, "admin.sock");
+  const gw = await startGateway(t, { runtimeDir: dir, args: ["--port-range", range.text, "--stream-host", "127.0.0.1", "--admin-socket", adminSocket,
+    "--admin-listen", "127.0.0.1:0", "--admin-token-file", tokenFile] });
+  const listening = await gw.process.waitForJson((l) => l.msg === "stream admin API listening" && typeof l.port === "number", 60_000, "stderr");
+  const adminPort = listening.port as number;
+  const viaSocket = async (path: string) => {
+    const r = await request({ port: 0, host: "admin", path, socketPath: adminSocket });
+    return { status: r.status, body: JSON.parse(r.text) };
+  };
+  const viaTcp = async (path: string, token?: string) => {
+    const r = await request({ port: adminPort, host: "admin", path, headers: token === undefined ? {} : { Authorization: `Bearer ${token}` } });
+    return { status: r.status, body: JSON.parse(r.text) };
+  };
+
+  // Never open: no token, a wrong one, and a socket peer outside its group.
+  assert.equal((await viaTcp("/status")).status, 401);
+  assert.equal((await viaTcp("/status", "admin-token-0123456789abcdeX")).status, 401);
+  assert.equal((await viaTcp("/createstream/" + range.first + "/127.0.0.1:9")).status, 401);
+  const outsider = startProcess(t, process.execPath, ["-e",
+    `require("http").get({ socketPath: ${JSON.stringify(adminSocket)}, path: "/status" }, (r) => console.log(r.statusCode)).on("error", (e) => console.log(e.code))`], { user: "alice" });
+  await outsider.exited;
+  assert.deepEqual(outsider.stdout, ["EACCES"], "a user outside the socket's group cannot connect");
+
+  const status = await viaTcp("/status", "admin-token-0123456789abcdef");
+  assert.equal(status.status, 200);
+  assert.equal(status.body.available_ports, `range(${range.first}, ${range.last + 1})`);
+
+  // An admin stream to a TCP backend.
+  const echo = createServer((socket) => socket.pipe(socket));
+  await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+  t.after(() => echo.close());
+  const echoPort = (echo.address() as { port: number }).port;
+  const created = await viaSocket(`/createstream/${range.first}/127.0.0.1:${echoPort}?name=echo`);
+  assert.deepEqual([created.status, created.body.result], [200, "ok"], JSON.stringify(created.body));
+  assert.equal((await tcpExchange(range.first, "ping", { until: (got) => got.length >= 4 })).toString(), "ping");
+  assert.deepEqual((await viaSocket("/getstreams")).body.map((s: Record<string, unknown>) => [s.listen, s.proxy_pass, s.owner, s.name]),
+    [[range.first, `127.0.0.1:${echoPort}`, "admin", "echo"]]);
+  assert.deepEqual((await viaSocket(`/hasstream/${range.first}`)).body, { result: "true" });
+  assert.equal((await viaSocket("/getfreeport")).body.port, range.first + 1);
+
+  // A user's stream is the user's.
+  const users = await register(t, gw.controlPath, { key: "db", token: "user-token-01234", extra: { kind: "tcp" } });
+  assert.equal(users.reply.status, "ok", JSON.stringify(users.reply));
+  const refused = await viaSocket(`/removestream/${users.reply.port}`);
+  assert.equal(refused.status, 409);
+  assert.match(refused.body.errors, /it is user alice's \(service db\)/);
+
+  // Injection: each bad field gets a 400 that names it, and no file changes.
+  const before = streamFiles(gw);
+  const bad: Array<[string, RegExp]> = [
+    [`/createstream/${range.last}/x;y:80`, /backend/],
+    [`/createstream/${range.last}/a%20b:80`, /backend/],
+    [`/createstream/${range.last}/h:80%7D`, /backend/],
+    [`/createstream/${range.last}/%22h%22:80`, /backend/],
+    [`/createstream/${range.last}/h:80%0Aload_module%20x`, /backend/],
+    [`/createstream/${range.last}/$host:80`, /backend/],
+    [`/createstream/${range.last}/h:99999`, /backend/],
+    [`/createstream/${range.last}/unix:/etc/passwd`, /a unix: backend is a socket path inside/],
+    [`/createstream/${range.last}/unix:${join(dir, "sockets")}/%2E%2E/%2E%2E/x`, /a unix: backend is a socket path inside/],
+    [`/createstream/${range.last}/unix:${join(dir, "sockets")}/a;b`, /a unix: backend is a socket path inside/],
+    [`/createstream/abc/127.0.0.1:80`, /a port is a whole number/],
+    [`/createstream/${range.last + 1}/127.0.0.1:80`, /a port is a whole number/],
+    [`/createstream/${range.last};/127.0.0.1:80`, /a port is a whole number/],
+    [`/createstream/${range.last}/127.0.0.1:80?name=a;b`, /stream name/],
+    [`/createstream/${range.last}/127.0.0.1:80?name=${"x".repeat(33)}`, /stream name/],
+    [`/createstream/${range.last}/127.0.0.1:80?name=A`, /stream name/],
+    [`/createstream/${range.last}/%E0%A4%A`, /URI/],
+  ];
+  for (const [path, rule] of bad) {
+    const r = await viaSocket(path);
+    assert.equal(r.status, 400, `${path}: ${JSON.stringify(r.body)}`);
+    assert.match(r.body.errors, rule, path);
+  }
+  assert.deepEqual(streamFiles(gw), before, "no file changed");
+  const unknown = await viaSocket(`/removestream/${range.last}`);
+  assert.deepEqual([unknown.status, unknown.body.result], [404, "error"]);
+
+  assert.deepEqual((await viaSocket(`/removestream/${range.first}`)).body, { result: "ok", errors: "" });
+  assert.deepEqual((await viaSocket(`/hasstream/${range.first}`)).body, { result: "false" });
+  assert.equal(await portAnswers(range.first), false);
+  await users.end();
+});
