@@ -21,8 +21,10 @@ export interface Chain {
   gateway: TestProcess;
   client: TestProcess;
   port: number;
-  /** Host header of the route. */
+  /** Host header of the route ("" for a TCP stream). */
   host: string;
+  /** The config of the client's "live" event. */
+  live: Record<string, unknown>;
   cookie: string;
   /** The app's own socket on the "compute node". */
   appSocket: string;
@@ -38,6 +40,10 @@ export interface ChainOptions {
   gatewayArgs?: string[];
   /** Node options of the gateway, e.g. `--cpu-prof`. */
   gatewayNodeArgs?: string[];
+  /** Extra conductor arguments (e.g. `--tcp`). */
+  clientArgs?: string[];
+  /** The app; default the test app. */
+  command?: string[];
 }
 
 /** Starts sshd, the gateway and a client with the test app; everything runs as the current user. */
@@ -50,9 +56,9 @@ export async function startChain(t: Cleanup, options: ChainOptions = {}): Promis
   defer(t, () => rmSync(work, { recursive: true, force: true }));
   const appSocket = join(work, "app.sock");
   const me = currentAccount().name;
-  const args = [bin("conductor"), "-k", "bench"];
+  const args = [bin("conductor"), "-k", "bench", ...(options.clientArgs ?? [])];
   for (const o of sshd.clientOptions(null)) args.push("-o", o);
-  args.push(`${me}@127.0.0.1:${sshd.port}${join(runtimeDir, "client")}`, appSocket, "--", process.execPath, fixture("serve"));
+  args.push(`${me}@127.0.0.1:${sshd.port}${join(runtimeDir, "client")}`, appSocket, "--", ...(options.command ?? [process.execPath, fixture("serve")]));
   // Its own state directory: the user's real one stays untouched, and chains run side by side under one name.
   const client = startProcess(t, process.execPath, args, { env: { CONDUCTOR_TOKEN: "benchmark-token-0", XDG_STATE_HOME: join(work, "state") } });
   const live = await client.waitForJson((e) => e.state === "live", 30_000);
@@ -62,7 +68,8 @@ export async function startChain(t: Cleanup, options: ChainOptions = {}): Promis
     gateway,
     client,
     port: ready.port as number,
-    host: (live.config as { urls: string[] }).urls[0],
+    host: (live.config as { urls: string[] }).urls[0] ?? "",
+    live: live.config as Record<string, unknown>,
     cookie: "authorization=benchmark-token-0",
     appSocket,
     forwardedSocket: join(banner.directory, "socket"),

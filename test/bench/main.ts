@@ -8,7 +8,7 @@
  * Options: --rounds N (default 3), --seconds S per run (default 5),
  * --routes N for the route-scale rows (default 10000), --write to record the
  * table in test/bench/RESULTS.md, --only A,B to run some sections
- * (throughput, tls, latency, websocket, control, scale, idle).
+ * (throughput, tls, latency, websocket, control, scale, idle, streams).
  *
  * @module
  */
@@ -26,6 +26,7 @@ import { builtinLoad, sampleLatency, websocketEchoRate, type Target } from "./lo
 import { controlPlaneRows } from "./control_plane.ts";
 import { cpuPerRequest } from "./cpu.ts";
 import { adoptionRows, idleRows, raiseFileLimit, scaleRows } from "./scale.ts";
+import { streamRows } from "./streams.ts";
 import { hasWrk, postScript, runWrk } from "./wrk.ts";
 
 /** One line of the results table. */
@@ -213,6 +214,10 @@ async function main(): Promise<void> {
   if (wanted("idle")) {
     log("bench: idle connection rows ...");
     rows.push(...await idleRows(cleanup));
+  }
+  if (wanted("streams")) {
+    log("bench: stream rows ...");
+    rows.push(...await streamRows(cleanup, seconds));
   }
   rows.sort((a, b) => a.measure.localeCompare(b.measure, "en", { numeric: true }));
   const table = renderTable(rows);
