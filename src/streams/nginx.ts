@@ -194,6 +194,12 @@ export class OwnNginx {
   #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.#child !== child) return;
     this.#child = null;
+    // Workers outlive a killed master and keep its listening sockets: a new nginx could bind none of them.
+    for (const pid of this.#workers) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
     this.#workers.clear();
     if (this.#stopping) return;
     const wait = this.#backoffMs;

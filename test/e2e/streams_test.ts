@@ -266,3 +266,19 @@ test("the admin API: stream-conductor's verbs on a UNIX socket and with a bearer
   assert.equal(await portAnswers(range.first), false);
   await users.end();
 });
+
+test("nginx killed outright is started again, with its orphaned workers gone, and the streams answer again", { skip }, async (t) => {
+  const range = await freePortRange(2);
+  const gw = await streamGateway(t, range.text);
+  const reg = await register(t, gw.controlPath, { key: "db", token: "stream-token-0123", extra: { kind: "tcp" } });
+  const port = reg.reply.port as number;
+  assert.match(await helloOver(port), /^HTTP\/1\.1 200/);
+  const masters = processesMatching(join(gw.runtimeDir, "nginx", "nginx.conf"));
+  assert.equal(masters.length, 1, JSON.stringify(masters));
+  process.kill(masters[0].pid, "SIGKILL");
+  const restarted = await gw.process.waitForJson((l) => l.msg === "nginx for streams started" && l.pid !== masters[0].pid, 120_000, "stderr");
+  assert.ok(gw.process.json("stderr").some((l) => /^nginx for streams exited \(SIGKILL\); starting it again in 1 s/.test(l.msg as string)), "the death is logged");
+  assert.notEqual(restarted.pid, masters[0].pid);
+  assert.match(await helloOver(port), /^HTTP\/1\.1 200/, "the stream answers through the new nginx");
+  await reg.end();
+});

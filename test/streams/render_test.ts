@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { renderBlock } from "../../src/streams/render.ts";
-import { DEFAULT_STREAM_SETTINGS, type StreamSettings } from "../../src/streams/settings.ts";
+import { renderBlock, renderMainConfig } from "../../src/streams/render.ts";
+import { BUILTIN_MODULE, DEFAULT_STREAM_SETTINGS, type StreamSettings } from "../../src/streams/settings.ts";
 import { checkBackend, checkCidr, checkPort, checkStreamName, parsePortRange } from "../../src/streams/validate.ts";
 
 const settings: StreamSettings = { ...DEFAULT_STREAM_SETTINGS, host: "gw.example.org" };
@@ -44,4 +44,17 @@ test("ports, names, backends, masks and ranges follow their rules; anything that
   }
   for (const good of ["10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "all"]) assert.equal(checkCidr(good, "--stream-allow"), good);
   for (const bad of ["10.0.0.0/33", "2001:db8::/129", "10.0.0.0/8;", "any", "10.0.0.0/8 deny"]) assert.throws(() => checkCidr(bad, "--stream-allow"), /--stream-allow takes/, bad);
+});
+
+test("nginx's main configuration loads the module by absolute path (or nothing when built in), logs to stderr, and names the workers' user only when asked", () => {
+  const paths = { prefix: "/run/conductor/nginx", streamDir: "/run/conductor/nginx/stream.d" };
+  const plain = renderMainConfig(settings, paths);
+  assert.match(plain, /^load_module \/usr\/lib\/nginx\/modules\/ngx_stream_module\.so;$/m);
+  assert.match(plain, /^error_log stderr notice;$/m);
+  assert.match(plain, /^pid \/run\/conductor\/nginx\/nginx\.pid;$/m);
+  assert.match(plain, /^\s+include \/run\/conductor\/nginx\/stream\.d\/_conductor_\*\.conf;$/m);
+  assert.doesNotMatch(plain, /^user /m, "an unprivileged nginx keeps its own user");
+  // Started by root, nginx would switch its workers to nobody, who cannot enter the socket directories.
+  assert.match(renderMainConfig(settings, paths, { name: "root", group: "conductor" }), /^user root conductor;$/m);
+  assert.doesNotMatch(renderMainConfig({ ...settings, module: BUILTIN_MODULE }, paths), /load_module/);
 });
