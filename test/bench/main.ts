@@ -25,6 +25,7 @@ import { startChain, type Chain } from "./chain.ts";
 import { builtinLoad, sampleLatency, websocketEchoRate, type Target } from "./loader.ts";
 import { controlPlaneRows } from "./control_plane.ts";
 import { cpuPerRequest } from "./cpu.ts";
+import { frameScanNs } from "./activity.ts";
 import { adoptionRows, idleRows, raiseFileLimit, scaleRows } from "./scale.ts";
 import { streamRows } from "./streams.ts";
 import { hasWrk, postScript, runWrk } from "./wrk.ts";
@@ -165,6 +166,13 @@ async function throughputRows(rows: Row[]): Promise<Chain> {
     rows.push({ measure: "5a. websocket echo round trips/s, one connection", conductor: fmt(ws.a), reference: `${fmt(ws.b)} (direct to the forwarded socket)`, ratio: `${ws.ratio.toFixed(2)} (${ws.spread})`, target: "" });
     const vsNginx = await paired(() => websocketEchoRate(target, Math.min(seconds, 3)), () => websocketEchoRate({ ...target, port: nginxPort }, Math.min(seconds, 3)));
     rows.push({ measure: "5b. the same through nginx as the reference", conductor: fmt(vsNginx.a), reference: `${fmt(vsNginx.b)} (nginx)`, ratio: `${vsNginx.ratio.toFixed(2)} (${vsNginx.spread})`, target: "" });
+    const echoes = (t: Target) => async () => (await websocketEchoRate(t, Math.min(seconds, 3))) * Math.min(seconds, 3);
+    const wsCpu = await paired(() => cpuPerRequest(chain.gateway.pid, echoes(target)), () => cpuPerRequest(nginx.process.pid, echoes({ ...target, port: nginxPort })));
+    rows.push({ measure: "5c. µs of CPU per websocket round trip, the proxy alone (gateway; nginx master and workers)", conductor: fmt(wsCpu.a, 1),
+      reference: `${fmt(wsCpu.b, 1)} (nginx)`, ratio: `${wsCpu.ratio.toFixed(2)} (${wsCpu.spread})`, target: "≤ 1.3" });
+    const scan = frameScanNs();
+    rows.push({ measure: "5d. activity tracking (--idle-timeout, --max-idle): ns to read the frame header of one 64-byte browser message, in process", conductor: fmt(scan, 1),
+      reference: `${fmt(wsCpu.a * 1000)} ns (5c, the whole round trip)`, ratio: `${(scan / (wsCpu.a * 1000) * 100).toFixed(2)} %`, target: "≪ 1 %" });
   }
   return chain;
 }
