@@ -60,6 +60,9 @@ Control socket and limits:
                                that a restart keeps the routes whose clients live
                                (default ${DEFAULT_STATE_DIR})
       --max-routes-per-user N  routes one user may hold at once (default 64)
+      --max-pending N          control connections waiting for their config at
+                               once; when full, one user's excess gives way to
+                               a newcomer (default 1024)
       --max-request-body SIZE  refuse request bodies larger than SIZE bytes (suffix
                                k, M or G) with 413 (default: no limit)
       --max-connections N      browser connections open at once, websockets included;
@@ -157,6 +160,7 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
         "ssl-allowed-clients": { type: "string" },
         "trust-forwarded": { type: "boolean" },
         "max-routes-per-user": { type: "string" },
+        "max-pending": { type: "string" },
         "max-request-body": { type: "string" },
         "max-idle": { type: "string" },
         "max-connections": { type: "string" },
@@ -226,6 +230,7 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
       tls: cert === undefined || key === undefined ? undefined : { certFile: cert, keyFile: key, allowedClientsFile: allowed },
       trustForwarded: values["trust-forwarded"] ?? values.sock !== undefined,
       maxRoutesPerUser: values["max-routes-per-user"] === undefined ? undefined : integer(values["max-routes-per-user"], "--max-routes-per-user", 1, 1_000_000),
+      maxPending: values["max-pending"] === undefined ? undefined : integer(values["max-pending"], "--max-pending", 1, 1_000_000),
       maxRequestBody: values["max-request-body"] === undefined ? undefined : size(values["max-request-body"], "--max-request-body"),
       maxIdleMs: values["max-idle"] === undefined ? undefined : wrapUsage(() => parseDuration(values["max-idle"]!, "--max-idle")) * 1000,
       pool: values["max-app-connections"] === undefined ? undefined : appConnections(integer(values["max-app-connections"], "--max-app-connections", 0, 1_000_000)),

@@ -13,6 +13,8 @@ import { isRoot, needsRoot } from "../helpers/env.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
 import { register } from "../helpers/register.ts";
+import { fixture } from "../helpers/install.ts";
+import { startProcess } from "../helpers/process.ts";
 import { defer } from "../helpers/cleanup.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -169,4 +171,17 @@ test("control protocol: a user cannot enter another user's client directory", { 
   const socket = statSync(join(dir, "socket"));
   assert.equal(socket.uid, account("alice").uid);
   assert.equal(socket.gid, account("conductor").gid, "setgid directory gives the socket the gateway's group");
+});
+
+test("one user flooding the control socket does not keep another from registering: the flooder's oldest waiting connection gives way", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t, { args: ["--max-pending", "8"] });
+  const flood = startProcess(t, process.execPath, [fixture("flood"), gw.controlPath, "8"], { user: "bob", stdin: true });
+  await flood.waitForJson((l) => l.placed === 7);
+  const alice = await register(t, gw.controlPath, { key: "lab", token: "alice-token-0123" });
+  assert.equal(alice.reply.status, "ok", JSON.stringify(alice.reply));
+  const gaveWay = await flood.waitForJson((l) => typeof l.closed === "number");
+  assert.equal(gaveWay.closed, 0, "the flooder's oldest connection made room");
+  assert.match(gaveWay.line as string, /the gateway's control socket is full/);
+  await alice.end();
+  flood.child.stdin?.end();
 });
