@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => resolve(signal));
   });
   if (command.kind === "tunnel") {
-    return runTunnel(clientSsh(process.env, command.destination, command.sshOptions), command.forwards, {
+    return runTunnel(clientSsh(process.env, command.destination, command.sshOptions, command.agent), command.forwards, {
       env: process.env,
       logger: createLogger({ verbose: command.verbose }),
       events: (event) => process.stdout.write(encodeLine(event)),
@@ -58,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
         case "verify": return await verifyService(command.name, command.key, ctx);
         case "stop": return await stopService(command.name, ctx);
         case "list": return await listCommand(command.pattern, command.json,
-          command.gateway === null ? null : { destination: command.gateway, text: command.gatewayText!, sshOptions: command.sshOptions }, ctx);
+          command.gateway === null ? null : { destination: command.gateway, text: command.gatewayText!, sshOptions: command.sshOptions, agent: command.agent }, ctx);
       }
     } catch (err) {
       process.stderr.write(`conductor: ${messageOf(err)}\n`);

@@ -86,7 +86,8 @@ Commands on your live services (never another user's):
       --json           print JSON instead of text (show, list)
       --gateway GATEWAY
                        list what the gateway publishes for you, over SSH
-                       (no tokens); -o options apply (to tunnel too)
+                       (no tokens); -o options and --agent apply (to tunnel
+                       too)
 
 The control socket path defaults to /var/run/conductor/client on HOST.
 SSH uses your own ~/.ssh/config, agent and known_hosts, in batch mode (no
@@ -124,9 +125,9 @@ export type ClientCommand =
   | { kind: "run"; options: ClientArgs }
   | { kind: "show"; name: string; json: boolean }
   | { kind: "verify"; name: string; key: string }
-  | { kind: "list"; pattern: string; json: boolean; gateway: Destination | null; gatewayText: string | null; sshOptions: string[]; verbose: boolean }
+  | { kind: "list"; pattern: string; json: boolean; gateway: Destination | null; gatewayText: string | null; sshOptions: string[]; agent?: string; verbose: boolean }
   | { kind: "stop"; name: string }
-  | { kind: "tunnel"; destination: Destination; forwards: Forward[]; sshOptions: string[]; verbose: boolean };
+  | { kind: "tunnel"; destination: Destination; forwards: Forward[]; sshOptions: string[]; agent?: string; verbose: boolean };
 
 /** A parsed `conductor` run. */
 export interface ClientArgs {
@@ -258,6 +259,7 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
         json: { type: "boolean" },
         gateway: { type: "string" },
         "ssh-option": { type: "string", short: "o", multiple: true },
+        agent: { type: "string" },
         verbose: { type: "boolean", short: "v" },
         help: { type: "boolean", short: "h" },
       },
@@ -272,6 +274,8 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
   };
   if (verb !== "list" && values.gateway !== undefined) throw usage("--gateway goes with conductor list");
   if (verb !== "list" && verb !== "tunnel" && values["ssh-option"] !== undefined) throw usage("-o goes with conductor list and conductor tunnel");
+  if (verb !== "tunnel" && values.agent !== undefined && (verb !== "list" || values.gateway === undefined)) throw usage("--agent goes with a run, conductor tunnel and conductor list --gateway");
+  const agent = values.agent === undefined ? {} : { agent: resolve(cwd, values.agent) };
   switch (verb) {
     case "show":
       want(1, "a service name");
@@ -291,6 +295,7 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
         destination,
         forwards: positionals.slice(1).map((spec) => wrap(() => parseForward(spec, cwd))),
         sshOptions: checkSshOptions(values["ssh-option"] ?? []),
+        ...agent,
         verbose: values.verbose ?? false,
       };
     }
@@ -304,6 +309,7 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
         gateway: values.gateway === undefined ? null : parseDestination(values.gateway),
         gatewayText: values.gateway ?? null,
         sshOptions: checkSshOptions(values["ssh-option"] ?? []),
+        ...agent,
         verbose: values.verbose ?? false,
       };
   }

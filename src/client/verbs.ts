@@ -55,7 +55,7 @@ export async function verifyService(name: string, key: string, ctx: VerbContext)
 }
 
 /** `conductor list [PATTERN]`: the user's live services, here or as `gateway` publishes them. */
-export async function listCommand(pattern: string, json: boolean, gateway: { destination: Destination; text: string; sshOptions: string[] } | null, ctx: VerbContext): Promise<number> {
+export async function listCommand(pattern: string, json: boolean, gateway: { destination: Destination; text: string; sshOptions: string[]; agent?: string } | null, ctx: VerbContext): Promise<number> {
   if (gateway !== null) return listOnGateway(pattern, json, gateway, ctx);
   const records = await listServices(registryDir(ctx.env), pattern);
   if (json) {
@@ -67,9 +67,9 @@ export async function listCommand(pattern: string, json: boolean, gateway: { des
   return 0;
 }
 
-async function listOnGateway(pattern: string, json: boolean, gateway: { destination: Destination; text: string; sshOptions: string[] }, ctx: VerbContext): Promise<number> {
+async function listOnGateway(pattern: string, json: boolean, gateway: { destination: Destination; text: string; sshOptions: string[]; agent?: string }, ctx: VerbContext): Promise<number> {
   const session = new GatewaySession({
-    ssh: clientSsh(ctx.env, gateway.destination, gateway.sshOptions),
+    ssh: clientSsh(ctx.env, gateway.destination, gateway.sshOptions, gateway.agent),
     appSocket: "",
     key: null,
     name: "none",

@@ -83,3 +83,24 @@ test("parseClientArgs() reads conductor tunnel: a host without a path, then LOCA
   assert.throws(() => parseClientArgs(["tunnel", "gw", "70000:22"]), /port 70000 is not from 1 to 65535/);
   assert.throws(() => parseClientArgs(["show", "-o", "Port=2", "x"]), /-o goes with conductor list and conductor tunnel/);
 });
+
+test("parseClientArgs() takes --agent for a run, a tunnel and list --gateway, as an absolute path", () => {
+  const tunnel = parseClientArgs(["tunnel", "--agent", "agent.sock", "gw", "1:2"], "/home/me");
+  assert.ok(tunnel.kind === "tunnel");
+  assert.equal(tunnel.agent, "/home/me/agent.sock");
+  const list = parseClientArgs(["list", "--gateway", "gw", "--agent", "/run/a.sock"]);
+  assert.ok(list.kind === "list");
+  assert.equal(list.agent, "/run/a.sock");
+  assert.throws(() => parseClientArgs(["list", "--agent", "/run/a.sock"]), /--agent goes with a run, conductor tunnel and conductor list --gateway/);
+  assert.throws(() => parseClientArgs(["show", "--agent", "/run/a.sock", "x"]), /--agent goes with/);
+});
+
+test("parseClientArgs() reads --tcp and --port, and refuses what does not fit a TCP service", () => {
+  const run = parseClientArgs(["--tcp", "--port", "9003", "-n", "db", "gw", "db.sock", "--", "redis-server"], "/home/me");
+  assert.ok(run.kind === "run");
+  assert.deepEqual([run.options.tcp, run.options.port, run.options.name], [true, 9003, "db"]);
+  assert.throws(() => parseClientArgs(["--port", "9003", "gw", "a.sock", "--", "x"]), /--port goes with --tcp/);
+  assert.throws(() => parseClientArgs(["--tcp", "--port", "90x", "gw", "a.sock", "--", "x"]), /--port takes a port number/);
+  assert.throws(() => parseClientArgs(["--tcp", "--idle-timeout", "5m", "gw", "a.sock", "--", "x"]), /--idle-timeout counts browsers' use of a web app/);
+  assert.throws(() => parseClientArgs(["--tcp", "-n", "a".repeat(33), "gw", "a.sock", "--", "x"]), /a --tcp service name has 1 to 32/);
+});
