@@ -133,14 +133,28 @@ export class SshMaster {
     await this.#control(["-O", "cancel", "-R", `${remote}:${local}`]);
   }
 
-  /** Runs a command on the gateway through the master; the arguments must need no quoting. */
+  /**
+   * Runs a command on the gateway through the master, and only through it;
+   * the arguments must need no quoting. Throws when the master refuses a new
+   * session (sshd's MaxSessions) or is gone.
+   */
   async exec(command: readonly string[], timeoutMs = 30_000): Promise<SshResult> {
     for (const word of command) {
       if (!/^[A-Za-z0-9._\/:=+-]+$/.test(word)) {
         throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot run ${JSON.stringify(word)} on the gateway: it would need shell quoting`);
       }
     }
-    return this.#run(["-S", this.controlPath, "-o", "ControlMaster=no", "-T", ...destinationArgs(this.settings.destination), ...command], timeoutMs, false);
+    // Without its master, ssh would log in anew, silently: the ProxyCommand that fails stops that (a master never uses it).
+    const result = await this.#run(["-S", this.controlPath, "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-T",
+      ...destinationArgs(this.settings.destination), ...command], timeoutMs, false);
+    if (result.code !== 255) return result;
+    if (/Session open refused/i.test(result.stderr)) {
+      throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot run ${command[0]} on ${this.#where()}: the SSH connection refused a new session, as sshd's MaxSessions (10 by default) is reached by the runs and commands sharing it; raise MaxSessions in the gateway's sshd_config, or end some of them`);
+    }
+    if (await this.check() === null) {
+      throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot run ${command[0]} on ${this.#where()}: the SSH master connection (${this.controlPath}) is gone`);
+    }
+    return result;
   }
 
   /** Asks the master to exit; a gone master is fine. */

@@ -199,3 +199,22 @@ test("conductor works against a control socket that answers as the original serv
   });
   assert.equal(res, 200);
 });
+
+test("a master that refuses a new session (sshd's MaxSessions) is an error that says so, not a silent new connection", { skip }, async (t) => {
+  const sshd = await startSshd(t, { config: ["MaxSessions 1"] });
+  const gw = await startGateway(t);
+  const first = startConductor(t, sshd, gw, { key: "first" });
+  await first.live();
+  // A session held open through the shared master takes the only one sshd allows per connection.
+  const master = processesMatching(`-p ${sshd.port} -l ${sshd.loginName("alice")}`).find((p) => p.cmdline.includes("ControlMaster=yes"))!;
+  const controlPath = /ControlPath=(\S+)/.exec(master.cmdline)![1];
+  const holder = startProcess(t, "ssh", ["-S", controlPath, "-o", "ControlMaster=no", "-T", "-p", String(sshd.port), "-l", sshd.loginName("alice"), "--", "127.0.0.1",
+    "echo holding; exec sleep 600"], { user: "alice" });
+  await holder.waitForLine((l) => l === "holding");
+  const second = startConductor(t, sshd, gw, { key: "second" });
+  const failed = await second.process.waitForJson((e) => e.state === "failed" || e.state === "live");
+  assert.equal(failed.state, "failed", second.process.stderr.join("\n"));
+  assert.match(failed.reason as string, /the SSH connection refused a new session, as sshd's MaxSessions \(10 by default\) is reached/);
+  assert.equal((await second.process.exited).code, 1);
+  assert.equal(processesMatching(`-p ${sshd.port} -l ${sshd.loginName("alice")}`).filter((p) => p.cmdline.includes("ControlMaster=yes")).length, 1, "no second connection was made");
+});

@@ -82,6 +82,8 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
     writeFileSync(knownHosts, `[127.0.0.1]:${port} ${readFileSync(hostKey + ".pub", "utf8").split(" ").slice(0, 2).join(" ")}\n`);
     chmodSync(knownHosts, 0o644);
     writeFileSync(config, [
+    // sshd takes the first value it reads of each keyword: the caller's lines come first and win.
+    ...(options.config ?? []),
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
     `HostKey ${hostKey}`,
@@ -102,7 +104,6 @@ export async function startSshd(t: Cleanup, options: SshdOptions = {}): Promise<
     "LogLevel VERBOSE",
     "MaxSessions 100",
     "MaxStartups 100:30:200",
-    ...(options.config ?? []),
     "",
     ].join("\n"));
   };
