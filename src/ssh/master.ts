@@ -25,8 +25,8 @@ export interface SshSettings {
   persistSeconds: number;
   /** Seconds between keep-alive probes; the master gives up after 3 missed ones. */
   aliveInterval: number;
-  /** Runs before each connection ssh makes to the server (a conductor-agent's `use`: unlock it, mark use). */
-  beforeConnect?: () => Promise<void>;
+  /** Runs before each SSH operation: the master, a forward, a remote command (a conductor-agent's `use`: unlock it, mark use). */
+  beforeSsh?: () => Promise<void>;
 }
 
 /**
@@ -34,7 +34,7 @@ export interface SshSettings {
  * `CONDUCTOR_SSH` (default ssh), a master that outlives its last channel by
  * 60 s, keep-alive probes every 15 s. With a conductor-agent (`agent`, or
  * the one `SSH_AUTH_SOCK` names), it is unlocked and marked used before each
- * connection.
+ * SSH operation.
  */
 export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, options: readonly string[], agent?: string): SshSettings {
   const settings: SshSettings = { ssh: env.CONDUCTOR_SSH || "ssh", destination, options, persistSeconds: 60, aliveInterval: 15 };
@@ -42,7 +42,7 @@ export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, opti
   if (socket === undefined || (agent === undefined && !isConductorAgent(socket))) return settings;
   const files = agentFiles(socket);
   if (agent !== undefined) settings.options = [...options, `IdentityAgent=${agent}`];
-  settings.beforeConnect = () => useAgentIfRunning(files);
+  settings.beforeSsh = () => useAgentIfRunning(files);
   return settings;
 }
 
@@ -90,7 +90,7 @@ export class SshMaster {
    * and ready, rejects with ssh's own message (`CONDUCTOR_ERR_SSH`) otherwise.
    */
   async start(timeoutMs = 60_000): Promise<void> {
-    await this.settings.beforeConnect?.();
+    await this.settings.beforeSsh?.();
     const args = [
       "-f", "-N", "-T",
       "-o", "ControlMaster=yes",
@@ -144,6 +144,7 @@ export class SshMaster {
         throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot run ${JSON.stringify(word)} on the gateway: it would need shell quoting`);
       }
     }
+    await this.settings.beforeSsh?.();
     // Without its master, ssh would log in anew, silently: the ProxyCommand that fails stops that (a master never uses it).
     const result = await this.#run(["-S", this.controlPath, "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-T",
       ...destinationArgs(this.settings.destination), ...command], timeoutMs, false);
@@ -163,6 +164,7 @@ export class SshMaster {
   }
 
   async #forward(op: string, flag: string, spec: string): Promise<void> {
+    await this.settings.beforeSsh?.();
     const result = await this.#control(["-O", op, flag, spec]);
     if (result.code !== 0) {
       throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot forward ${flag} ${spec} through ${this.#where()}: ${sshMessage(result)}`);

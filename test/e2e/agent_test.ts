@@ -88,6 +88,25 @@ test("a locked conductor-agent signs nothing; use, and conductor before connecti
   assert.equal((await agent(t, ["use", "--socket", socket])).code, 0);
   assert.ok(sshWorks(sshd, socket), "use unlocked it, and the key signs again: it stayed loaded, no passphrase was needed");
 
+  // While ssh-add and its askpass run, too: every process is scanned again and again through ten locks and unlocks.
+  let cycling = true;
+  const seen: string[] = [];
+  let scans = 0;
+  const scanner = (async () => {
+    while (cycling) {
+      seen.push(...leaking(password));
+      scans++;
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  for (let i = 0; i < 10; i++) {
+    assert.equal((await agent(t, ["lock", "--socket", socket])).code, 0);
+    assert.equal((await agent(t, ["use", "--socket", socket])).code, 0);
+  }
+  cycling = false;
+  await scanner;
+  assert.deepEqual(seen, [], `the password showed nowhere in ${scans} scans during ten locks and unlocks`);
+
   // conductor, given a locked agent and nothing else to log in with, unlocks it before it connects.
   assert.equal((await agent(t, ["lock", "--socket", socket])).code, 0);
   const gw = await startGateway(t);
