@@ -6,7 +6,7 @@
  * 1 while the run reconnects.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -14,7 +14,7 @@ import { startConductor, userDir } from "../helpers/conductor.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { bin } from "../helpers/install.ts";
 import { startProcess, type TestProcess } from "../helpers/process.ts";
-import { processesMatching } from "../helpers/procs.ts";
+import { processesMatching, processTree } from "../helpers/procs.ts";
 import { freePort, sshdMissing, startSshd, type TestSshd } from "../helpers/sshd.ts";
 import { needsRoot } from "../helpers/env.ts";
 import type { Cleanup } from "../helpers/cleanup.ts";
@@ -75,6 +75,10 @@ test("conductor tunnel forwards a local socket and a local port to a socket on t
   await second.waitForJson((l) => l.state === "forward");
   const masters = () => processesMatching(`-p ${sshd.port} -l ${sshd.loginName("alice")}`).filter((p) => p.cmdline.includes("ControlMaster=yes"));
   assert.equal(masters().length, 1, "the run and both tunnels use one master");
+  // And sshd sees one connection of alice's: a monitor process per connection, below this test's sshd only.
+  const connections = processTree(sshd.process.child.pid!).map((pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, "latin1"); } catch { return ""; } })
+    .filter((cmdline) => cmdline.startsWith(`sshd: ${sshd.loginName("alice")} [priv]`));
+  assert.equal(connections.length, 1, `sshd holds one connection for the run and both tunnels: ${connections.join(" | ")}`);
 
   // Stopped, a tunnel cancels its forward and removes its socket; the others go on.
   second.child.kill("SIGTERM");
