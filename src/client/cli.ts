@@ -15,6 +15,7 @@ import { ConductorError, messageOf } from "../lib/errors.ts";
 import { normalizeKey, normalizeName } from "../control/protocol.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { DEFAULT_CONTROL_PATH, parseDestination, type Destination } from "../ssh/destination.ts";
+import { identityAgent } from "../ssh/master.ts";
 import { parseForward, type Forward } from "./tunnel.ts";
 
 /** `conductor --help`. */
@@ -241,7 +242,7 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
       port: values.port === undefined ? null : Number(values.port),
       idleTimeoutMs,
       startTimeoutMs,
-      agent: values.agent === undefined ? undefined : resolve(cwd, values.agent),
+      agent: values.agent === undefined ? undefined : agentSocket(values.agent, cwd),
       verbose: values.verbose ?? false,
       sshOptions,
     },
@@ -275,7 +276,7 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
   if (verb !== "list" && values.gateway !== undefined) throw usage("--gateway goes with conductor list");
   if (verb !== "list" && verb !== "tunnel" && values["ssh-option"] !== undefined) throw usage("-o goes with conductor list and conductor tunnel");
   if (verb !== "tunnel" && values.agent !== undefined && (verb !== "list" || values.gateway === undefined)) throw usage("--agent goes with a run, conductor tunnel and conductor list --gateway");
-  const agent = values.agent === undefined ? {} : { agent: resolve(cwd, values.agent) };
+  const agent = values.agent === undefined ? {} : { agent: agentSocket(values.agent, cwd) };
   switch (verb) {
     case "show":
       want(1, "a service name");
@@ -313,6 +314,13 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
         verbose: values.verbose ?? false,
       };
   }
+}
+
+/** The absolute path of --agent's socket, checked as ssh will read it. */
+function agentSocket(path: string, cwd: string): string {
+  const absolute = resolve(cwd, path);
+  wrap(() => identityAgent(absolute));
+  return absolute;
 }
 
 function checkSshOptions(options: string[]): string[] {

@@ -41,9 +41,21 @@ export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, opti
   const socket = agent ?? env.SSH_AUTH_SOCK;
   if (socket === undefined || (agent === undefined && !isConductorAgent(socket))) return settings;
   const files = agentFiles(socket);
-  if (agent !== undefined) settings.options = [...options, `IdentityAgent=${agent}`];
+  if (agent !== undefined) settings.options = [...options, identityAgent(agent)];
   settings.beforeSsh = () => useAgentIfRunning(files);
   return settings;
+}
+
+/**
+ * ssh's `IdentityAgent` option for the socket `path`, quoted for spaces and
+ * with `%` doubled, since ssh expands `%` tokens there; a path ssh would read
+ * otherwise (a quote, `${`, a control character) is refused.
+ */
+export function identityAgent(path: string): string {
+  if (/["\x00-\x1f\x7f]|\$\{/.test(path)) {
+    throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot use the agent socket ${JSON.stringify(path)}: ssh cannot be given a path with a quote, '\${' or a control character; use another path`);
+  }
+  return `IdentityAgent="${path.replace(/%/g, "%%")}"`;
 }
 
 /** What an ssh invocation printed and how it ended. */

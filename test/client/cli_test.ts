@@ -93,6 +93,7 @@ test("parseClientArgs() takes --agent for a run, a tunnel and list --gateway, as
   assert.equal(list.agent, "/run/a.sock");
   assert.throws(() => parseClientArgs(["list", "--agent", "/run/a.sock"]), /--agent goes with a run, conductor tunnel and conductor list --gateway/);
   assert.throws(() => parseClientArgs(["show", "--agent", "/run/a.sock", "x"]), /--agent goes with/);
+  assert.throws(() => parseClientArgs(["--agent", '/tmp/a"b', "gw", "a.sock", "--", "x"]), /Cannot use the agent socket .*a quote/);
 });
 
 test("parseClientArgs() reads --tcp and --port, and refuses what does not fit a TCP service", () => {
