@@ -53,14 +53,18 @@ export class OwnNginx {
     return this.#child !== null;
   }
 
-  /** Checks the configuration files with `nginx -t`; returns nginx's complaint, or null when they are fine. */
+  /**
+   * Checks the configuration files with `nginx -t`; returns nginx's
+   * complaint, or null when they are fine. Throws when nginx cannot run.
+   */
   async test(): Promise<string | null> {
     const { program, prefix, config } = this.#command;
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       const child = spawn(program, ["-t", "-q", "-p", prefix, "-c", config, "-e", "stderr"], { stdio: ["ignore", "ignore", "pipe"] });
       let err = "";
       child.stderr.setEncoding("utf8").on("data", (chunk: string) => { if (err.length < 8192) err += chunk; });
-      child.on("error", (e) => resolve(`cannot run ${program}: ${messageOf(e)}`));
+      child.on("error", (e) => reject(new ConductorError("CONDUCTOR_ERR_NGINX",
+        `Cannot run nginx for the streams, ${program}: ${messageOf(e)}; install nginx and its stream module (Debian: nginx-light and libnginx-mod-stream), or give conductor-server --nginx`)));
       child.on("close", (code) => resolve(code === 0 ? null : (err.trim() || `${program} -t exited with status ${code}`)));
     });
   }

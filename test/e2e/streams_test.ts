@@ -282,3 +282,15 @@ test("nginx killed outright is started again, with its orphaned workers gone, an
   assert.match(await helloOver(port), /^HTTP\/1\.1 200/, "the stream answers through the new nginx");
   await reg.end();
 });
+
+test("without nginx, a TCP service is refused with what to install, and web apps are served as before", { skip: needsRoot }, async (t) => {
+  const range = await freePortRange(2);
+  const gw = await startGateway(t, { args: ["--port-range", range.text, "--nginx", "/nonexistent/sbin/nginx"] });
+  assert.ok(gw.process.json("stderr").some((l) => /^TCP streams cannot work: \/nonexistent\/sbin\/nginx is missing; install nginx/.test(l.msg as string)), "the start says so");
+  const tcp = await register(t, gw.controlPath, { key: "db", token: "stream-token-0123", extra: { kind: "tcp" } });
+  assert.equal(tcp.reply.status, "error");
+  assert.match(tcp.reply.reason as string, /^Cannot run nginx for the streams, \/nonexistent\/sbin\/nginx: spawn .*; install nginx and its stream module/);
+  const web = await register(t, gw.controlPath, { key: "lab", token: "web-token-012345" });
+  assert.equal(web.reply.status, "ok", JSON.stringify(web.reply));
+  await web.end();
+});
