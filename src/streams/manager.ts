@@ -157,13 +157,19 @@ export class StreamManager {
     return this.#serial(async () => {
       const stream = this.#streams.get(port);
       if (stream === undefined || !match(stream)) return undefined;
-      const next = new Map(this.#streams);
-      next.delete(port);
-      await this.#commit(next, [], [port]);
-      this.#waiting.delete(port);
-      this.#logger.info("stream removed", { port, owner: stream.owner, name: stream.name });
+      await this.#drop(stream);
       return stream;
     });
+  }
+
+  /** Takes `stream` out of nginx and of the stored state; `reason` is logged. */
+  async #drop(stream: StreamRecord, reason?: string): Promise<void> {
+    const next = new Map(this.#streams);
+    next.delete(stream.port);
+    await this.#commit(next, [], [stream.port]);
+    this.#waiting.delete(stream.port);
+    await this.#save();
+    this.#logger.info("stream removed", { port: stream.port, owner: stream.owner, name: stream.name, ...(reason === undefined ? {} : { reason }) });
   }
 
   /** The first port a new service would get, or null when every port is taken. */
@@ -394,12 +400,8 @@ export class StreamManager {
       if (await socketAnswers(stream.backend.slice(5), 2000)) this.#waiting.set(port, 0);
       else if (since === 0) this.#waiting.set(port, Date.now());
       else if (Date.now() - since > SILENT_GRACE_MS) {
-        const next = new Map(this.#streams);
-        next.delete(port);
-        await this.#commit(next, [], [port]).catch((err) => this.#logger.error(messageOf(err), { port }));
-        this.#waiting.delete(port);
-        await this.#save();
-        this.#logger.info("stream removed", { port, owner: stream.owner, name: stream.name, reason: "its socket stopped answering and the client did not come back" });
+        await this.#drop(stream, "its socket stopped answering and the client did not come back")
+          .catch((err) => this.#logger.error(`Cannot remove stream ${port}: ${messageOf(err)}`, { port }));
       }
     }
   }

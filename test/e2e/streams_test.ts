@@ -63,6 +63,9 @@ test("a TCP stream relays a gateway port to the client's socket, through nginx r
   assert.ok(await gw.process.waitForJson((l) => l.msg === "stream removed" && l.port === port, 60_000, "stderr"));
   assert.equal(await portAnswers(port), false, "the port is free again");
   assert.deepEqual(streamFiles(gw), {});
+  const stored = JSON.parse(readFileSync(join(gw.runtimeDir, "state", "streams.json"), "utf8"));
+  assert.deepEqual(stored.streams, [], "and the stored state");
+  assert.equal(stored.sticky[`alice/db`], port, "which remembers its port");
   // The same name gets its port again.
   const back = await register(t, gw.controlPath, { key: "db", token: "stream-token-4567", extra: { kind: "tcp" } });
   assert.equal(back.reply.port, port, "sticky: the same user and name get the same port");
