@@ -141,18 +141,24 @@ export class BrowserConnection {
     if (this.#state === READ_BODY) this.socket.resume();
   }
 
-  /** Starts the response: `head` is the status line and fields, ending with the empty line (latin1). */
-  writeHead(head: string): void {
+  /**
+   * Starts the response: `head` is the status line and fields, ending with
+   * the empty line (latin1); the first body bytes, if any, and `tail` go out
+   * in the same write. False means wait for the socket's drain.
+   */
+  writeHead(head: string, body: Buffer | null = null, tail = ""): boolean {
     this.#responding = true;
-    // Head and the first body bytes, usually in the same tick, go out in one write.
-    this.socket.cork();
-    this.socket.write(head, "latin1");
-    process.nextTick(uncork, this.socket);
+    return writeJoined(this.socket, head, body, tail);
   }
 
   /** Writes response body bytes; false means wait for the socket's drain. */
   write(chunk: Buffer | string): boolean {
     return this.socket.write(chunk);
+  }
+
+  /** Writes response body bytes between framing (`prefix`, `suffix`, latin1) in one write; false means wait for drain. */
+  writeFramed(prefix: string, chunk: Buffer, suffix: string): boolean {
+    return writeJoined(this.socket, prefix, chunk, suffix);
   }
 
   /** The response is complete: closes, or goes on with the next request. */
@@ -179,8 +185,7 @@ export class BrowserConnection {
   /** Answers with the gateway's page for `status` (or `body`), then closes when `close` or when the body is unread. */
   sendPage(status: number, close = false, body = pageBody(status)): void {
     if (close || !this.#bodyDone) this.#closeAfter = true;
-    this.writeHead(pageHead(status, body.length, this.connectionField()));
-    if (this.#head?.method !== "HEAD") this.socket.write(body);
+    this.writeHead(pageHead(status, body.length, this.connectionField()), this.#head?.method === "HEAD" ? null : body);
     this.endResponse();
   }
 
@@ -189,9 +194,9 @@ export class BrowserConnection {
     if (!this.#bodyDone) this.#closeAfter = true;
     let head = `HTTP/1.1 ${status} ${reason}\r\n${dateField()}`;
     for (const [k, v] of fields) head += `${k}: ${v}\r\n`;
-    head += `Content-Length: ${Buffer.byteLength(body)}\r\n${this.connectionField()}\r\n`;
-    this.writeHead(head);
-    if (this.#head?.method !== "HEAD") this.socket.write(body);
+    const bytes = Buffer.from(body);
+    head += `Content-Length: ${bytes.length}\r\n${this.connectionField()}\r\n`;
+    this.writeHead(head, this.#head?.method === "HEAD" ? null : bytes);
     this.endResponse();
   }
 
@@ -438,8 +443,30 @@ export class BrowserConnection {
   }
 }
 
-function uncork(socket: Socket): void {
+/** Bodies up to this size are copied beside their framing into one buffer; larger ones are corked with it. */
+const JOIN_LIMIT = 16 * 1024;
+
+/**
+ * Writes `prefix` (latin1), `body` and `suffix` (latin1) as one write, so
+ * that a small response leaves in one segment with one call into the
+ * socket. Returns write()'s answer: false means wait for drain.
+ */
+export function writeJoined(socket: Socket, prefix: string, body: Buffer | null, suffix: string): boolean {
+  const size = body === null ? 0 : body.length;
+  if (size === 0) return socket.write(prefix + suffix, "latin1");
+  if (size <= JOIN_LIMIT) {
+    const out = Buffer.allocUnsafe(prefix.length + size + suffix.length);
+    const at = out.write(prefix, 0, "latin1");
+    body!.copy(out, at);
+    if (suffix !== "") out.write(suffix, at + size, "latin1");
+    return socket.write(out);
+  }
+  socket.cork();
+  if (prefix !== "") socket.write(prefix, "latin1");
+  let ok = socket.write(body!);
+  if (suffix !== "") ok = socket.write(suffix, "latin1");
   socket.uncork();
+  return ok;
 }
 
 function ignore(): void {}

@@ -21,6 +21,13 @@ import { metricsText, statusJson, type Gauges, type Stats } from "./stats.ts";
 import { clock } from "./sweeper.ts";
 import { forwardUpgrade } from "./upgrade.ts";
 
+/**
+ * Bytes a browser socket queues before the app is paused: one read from the
+ * app (64 KiB at most), so that a large body is relayed a read at a time
+ * rather than paused and resumed within each read.
+ */
+const SOCKET_BUFFER = 64 * 1024;
+
 /** Time limits of the browser side, in ms. */
 export interface FrontTimeouts {
   /** Longest time to receive a request head (408 after it). Default 30 s. */
@@ -133,9 +140,10 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     connections.add(new BrowserConnection(socket, secure, handler, connections));
   };
   const server: Server = tls === undefined
-    ? createNetServer({ allowHalfOpen: true }, accept)
+    ? createNetServer({ allowHalfOpen: true, highWaterMark: SOCKET_BUFFER }, accept)
     : createTlsServer({
       allowHalfOpen: true,
+      highWaterMark: SOCKET_BUFFER,
       ...tls,
       requestCert: tls.requestCert,
       rejectUnauthorized: tls.requestCert,

@@ -55,6 +55,8 @@ class Exchange implements ExchangeHandler, BodySink {
   #started = false;
   #rechunk = false;
   #waitingDrain = false;
+  /** The response head, held back to leave in one write with the first body bytes of the same read. */
+  #pendingHead: string | null = null;
   #bodyEnded: boolean;
   /** Withdraws the request from the pool's queue, while it waits there for a connection. */
   withdraw: () => void = () => {};
@@ -133,20 +135,23 @@ class Exchange implements ExchangeHandler, BodySink {
     }
     // The app answered before the browser finished sending: the connection ends with this response.
     if (!this.#bodyEnded) conn.closeAfterResponse();
-    conn.writeHead(text + conn.connectionField() + CRLF);
+    this.#pendingHead = text + conn.connectionField() + CRLF;
   }
 
   onResponseData(chunk: Buffer): boolean {
-    const socket = this.#conn.socket;
+    const conn = this.#conn;
+    const size = this.#rechunk ? chunk.length.toString(16) + CRLF : "";
+    const tail = this.#rechunk ? CRLF : "";
+    const head = this.#pendingHead;
     let ok: boolean;
-    if (this.#rechunk) {
-      socket.write(chunk.length.toString(16) + CRLF);
-      socket.write(chunk);
-      ok = socket.write(CRLF);
+    if (head !== null) {
+      this.#pendingHead = null;
+      ok = conn.writeHead(head + size, chunk, tail);
     } else {
-      ok = socket.write(chunk);
+      ok = conn.writeFramed(size, chunk, tail);
     }
     if (!ok && !this.#waitingDrain) {
+      const socket = conn.socket;
       this.#waitingDrain = true;
       socket.once("drain", () => {
         this.#waitingDrain = false;
@@ -156,10 +161,21 @@ class Exchange implements ExchangeHandler, BodySink {
     return ok;
   }
 
+  onReadEnd(): void {
+    const head = this.#pendingHead;
+    if (head === null) return;
+    this.#pendingHead = null;
+    this.#conn.writeHead(head);
+  }
+
   onResponseEnd(): void {
     this.#done = true;
     this.#upstream = null;
-    if (this.#rechunk) this.#conn.write(LAST_CHUNK);
+    const head = this.#pendingHead;
+    this.#pendingHead = null;
+    const last = this.#rechunk ? LAST_CHUNK : "";
+    if (head !== null) this.#conn.writeHead(head + last);
+    else if (last !== "") this.#conn.write(last);
     this.#conn.endResponse();
   }
 

@@ -20,6 +20,8 @@ export interface ExchangeHandler {
   onResponseData(chunk: Buffer): boolean;
   /** The body ended. */
   onResponseEnd(): void;
+  /** The bytes of one read were all handed over, the response not yet complete: what waits to go out with them is due now. */
+  onReadEnd?(): void;
   /** The app socket can take more request body after a write returned false. */
   onUpstreamDrain(): void;
   /**
@@ -91,7 +93,10 @@ export class Upstream {
     this.#owner = owner;
     this.#timeouts = timeouts;
     this.#idleMs = timeouts.idle;
-    this.socket = connect(path);
+    // An upload is relayed a browser read (up to 64 KiB) at a time, without a pause inside each
+    // (a Duplex option that Socket passes on, missing from @types/node's connect options).
+    const options = { path, writableHighWaterMark: 64 * 1024 };
+    this.socket = connect(options);
     this.socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     this.socket.on("end", () => this.#onEnd());
     this.socket.on("error", (err) => this.#fail(err));
@@ -183,6 +188,7 @@ export class Upstream {
     this.#lastActive = clock.now;
     try {
       this.#consume(chunk, 0);
+      this.#handler?.onReadEnd?.();
     } catch (err) {
       this.#fail(err as Error);
     }

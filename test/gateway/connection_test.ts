@@ -145,6 +145,16 @@ describe("browser connections", () => {
     assert.equal(res.headers["content-length"], "5");
   });
 
+  it("passes on a response head that arrives before its body, without waiting for the body", async () => {
+    const cookie = { Cookie: `authorization=${TOKEN}` };
+    const { text, timedOut } = await rawExchange(port, `GET /hold-body HTTP/1.1\r\nHost: ${host}\r\nCookie: authorization=${TOKEN}\r\n\r\n`,
+      { until: (t) => t.includes("\r\n\r\n") });
+    assert.equal(timedOut, false, "the head came while the app still holds the body");
+    assert.equal(statusOf(text), 200);
+    assert.match(text, /\r\nTransfer-Encoding: chunked\r\n/i);
+    assert.equal(await request({ port, host, path: "/release", headers: cookie }).then((r) => r.text), "1");
+  });
+
   it("reports requests in progress and adds a Date field to its own responses", async () => {
     const cookie = { Cookie: `authorization=${TOKEN}` };
     const held = request({ port, host, path: "/hold", headers: cookie });
