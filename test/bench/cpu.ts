@@ -24,9 +24,15 @@ export function cpuSeconds(pid: number): number {
   return ticks / TICKS;
 }
 
-/** Runs `load`, which reports how many requests it made, and returns the µs of CPU `pid` (and its children) spent per request. */
-export async function cpuPerRequest(pid: number, load: () => Promise<number>): Promise<number> {
+/** What a load run reports: its rate (requests/s, MiB/s) and how many requests it made. */
+export interface LoadRun {
+  rate: number;
+  requests: number;
+}
+
+/** Runs `load` and returns its rate and the µs of CPU `pid` (and its children) spent per request during it. */
+export async function rateAndCpu(pid: number, load: () => Promise<LoadRun>): Promise<[rate: number, cpu: number]> {
   const before = cpuSeconds(pid);
-  const requests = await load();
-  return ((cpuSeconds(pid) - before) / requests) * 1e6;
+  const run = await load();
+  return [run.rate, ((cpuSeconds(pid) - before) / run.requests) * 1e6];
 }
