@@ -21,11 +21,12 @@ import { probeSocket } from "./socket_check.ts";
 
 /**
  * What becomes of a route when its connection ends: `drop` removes it;
- * `keep` (the gateway is stopping) leaves it published while the requests in
- * progress finish, and in the state with its directory for the next start
- * to take over.
+ * `replaced` removes it too, but lets the requests in progress on it finish
+ * (a new registration took its place); `keep` (the gateway is stopping)
+ * leaves it published while the requests in progress finish, and in the
+ * state with its directory for the next start to take over.
  */
-export type RouteFate = "drop" | "keep";
+export type RouteFate = "drop" | "replaced" | "keep";
 
 /** What every control connection shares: what routes need (as for waiting routes), and the connections' own limits and sets. */
 export interface ControlContext extends RouteContext {
@@ -138,19 +139,20 @@ export class ControlConnection {
     const stream = this.#stream;
     this.#stream = null;
     // A kept route stays published while the requests in progress finish; the next start takes it over.
-    if (route !== null && fate === "drop") {
+    if (route !== null && fate !== "keep") {
       // Without a goodbye the client may be reconnecting: its host answers 503, not 404, for a while.
       if (ctx.routes.remove(route, this.#endedHere || this.#saidGoodbye() ? 0 : RECONNECT_GRACE_MS)) {
         ctx.state.removeRoute(route.user, route.key, route.directory);
         ctx.logger.info("route removed", { key: route.key, user: route.user, reason });
       }
-      route.pool.destroy();
+      if (fate === "replaced") route.pool.retire();
+      else route.pool.destroy();
     }
     if (graceful) this.socket.end();
     else this.socket.destroy();
     const dir = this.#directory;
     // A stream goes before its directory, so that nginx never relays to a socket that is gone.
-    const streamGone = stream !== null && fate === "drop" && ctx.streams !== null
+    const streamGone = stream !== null && fate !== "keep" && ctx.streams !== null
       ? ctx.streams.remove(stream.port, (s) => s.directory === stream.directory).then(() => {}, (err) => {
         ctx.logger.error(`Cannot remove stream ${stream.port}: ${messageOf(err)}`, { owner: stream.owner, name: stream.name });
       })
@@ -207,7 +209,7 @@ export class ControlConnection {
       lastActivity: admission.replaces?.authHash.equals(admission.authHash) ? admission.replaces.lastActivity : 0,
       pool: new RoutePool(admission.socketPath, ctx.stats, ctx.pool),
       waiting: false,
-      release: (why) => this.close(why),
+      release: (why) => this.close(why, "replaced"),
     };
     // The same token is the same run coming back after a drop; another run only takes a route whose client is gone.
     ctx.routes.add(route, admission.replaces);

@@ -127,14 +127,14 @@ export class WaitingRoutes {
       lastActivity: 0,
       pool: new RoutePool(record.socket, stats, pool),
       waiting: true,
-      release: (reason) => this.#drop(route, reason),
+      release: (reason) => this.#drop(route, reason, true),
     };
     routes.add(route);
     this.#waiting.set(route, 0);
   }
 
-  /** Ends a waiting route: replaced by a new registration, or its socket stayed silent. */
-  #drop(route: Route, reason: string): void {
+  /** Ends a waiting route: `replaced` by a new registration (the requests in progress finish), or its socket stayed silent. */
+  #drop(route: Route, reason: string, replaced = false): void {
     if (!this.#waiting.delete(route)) return;
     const { routes, state, logger } = this.#ctx;
     // Replaced, it is no longer the table's; silent, its client may still come back: try again rather than not found.
@@ -142,7 +142,8 @@ export class WaitingRoutes {
       state.removeRoute(route.user, route.key, route.directory);
       logger.info("route removed", { key: route.key, user: route.user, reason });
     }
-    route.pool.destroy();
+    if (replaced) route.pool.retire();
+    else route.pool.destroy();
     removeClientDir(route.directory).catch((err) => logger.warn("cannot remove client directory; it is locked, remove it as root", { dir: route.directory, error: err }));
   }
 

@@ -167,14 +167,24 @@ export class RoutePool implements UpstreamOwner {
     });
   }
 
-  /** Ends every connection now, busy ones and tunnels included, and keeps none from now on. Safe to call twice. */
-  destroy(): void {
+  /**
+   * Takes no more requests, for a route replaced by a new registration: idle
+   * connections end and waiting requests are turned away now, while the
+   * exchanges in progress and the websocket tunnels finish on their own (the
+   * old socket usually still answers). Safe to call twice.
+   */
+  retire(): void {
     this.#closed = true;
     for (const waiter of [...this.#waiting]) {
       this.#withdraw(waiter);
       waiter.take(null);
     }
     for (const upstream of this.#idle?.splice(0) ?? []) upstream.destroy();
+  }
+
+  /** Ends every connection now, busy ones and tunnels included, and keeps none from now on. Safe to call twice. */
+  destroy(): void {
+    this.retire();
     // Busy connections fail their exchange: the browser gets a 502 (or a cut), not a wait that never ends.
     for (const upstream of this.#open ?? []) upstream.abort("the route was removed");
     for (const socket of this.#tunnels ?? []) socket.destroy();

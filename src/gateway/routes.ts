@@ -54,7 +54,7 @@ export interface Route {
    * once its socket stops answering.
    */
   readonly waiting: boolean;
-  /** Ends whatever holds this route: its control connection, or the wait for its client. */
+  /** A new registration took this route's place: ends whatever holds it (its control connection, or the wait for its client); requests in progress finish. */
   readonly release: (reason: string) => void;
 }
 

@@ -81,6 +81,27 @@ test("control protocol: a second registration of a key with another token is ref
   assert.equal((await request({ port: gw.port, host, path: "/hello", headers: { Cookie: "authorization=token-one" } })).status, 200);
 });
 
+test("a route replaced by the same run lets the request in progress on it finish (regression: it got a 502)", async (t) => {
+  const gw = await startGateway(t);
+  const first = await register(t, gw.controlPath, { key: "lab", token: "token-one" });
+  // The first run's app outlives its control connection, as after a dropped SSH connection.
+  first.process.child.stdin?.write("linger\n");
+  await first.process.waitForJson((l) => l.event === "lingering");
+  const host = gw.host("lab", user("alice"));
+  const cookie = { Cookie: "authorization=token-one" };
+  const held = request({ port: gw.port, host, path: "/hold", headers: cookie });
+  assert.ok(await waitFor(async () => (await request({ port: gw.port, host, path: "/holding", headers: cookie })).text === "1"), "the first app holds the request");
+
+  const again = await register(t, gw.controlPath, { key: "lab", token: "token-one" });
+  assert.equal(again.reply.status, "ok");
+  await first.process.waitForJson((l) => l.event === "closed");
+  assert.equal((await request({ port: gw.port, host, path: "/holding", headers: cookie })).text, "0", "new requests go to the new registration");
+  first.process.child.stdin?.write("release\n");
+  const answer = await held;
+  assert.equal(answer.status, 200);
+  assert.equal(answer.text, "released\n");
+});
+
 test("control protocol: a config without a key gets the route name 'none', as the original server does", async (t) => {
   const gw = await startGateway(t);
   const reg = await register(t, gw.controlPath, { key: "", token: "tok" });

@@ -125,3 +125,26 @@ test("after a restart, another run takes a waiting route only when the route's c
   const taken = await again.process.waitForJson((l) => l.msg === "route replaced", 60_000, "stderr");
   assert.equal(taken.sameRun, false);
 });
+
+test("after a restart, the run coming back lets the request in progress on its taken-over route finish (regression: it got a 502)", { skip: needsRoot }, async (t) => {
+  const gw = await startGateway(t);
+  const first = await register(t, gw.controlPath, { key: "lab", token: "the-run" });
+  first.process.child.stdin?.write("linger\n");
+  await first.process.waitForJson((l) => l.event === "lingering");
+  await gw.stop();
+  const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
+  await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 60_000, "stderr");
+  const host = again.host("lab", "alice");
+  const cookie = { Cookie: "authorization=the-run" };
+  const held = request({ port: again.port, host, path: "/hold", headers: cookie });
+  assert.ok(await waitFor(async () => (await request({ port: again.port, host, path: "/holding", headers: cookie })).text === "1"), "the app holds the request");
+
+  const back = await register(t, again.controlPath, { key: "lab", token: "the-run" });
+  assert.equal(back.reply.status, "ok", JSON.stringify(back.reply));
+  const replaced = await again.process.waitForJson((l) => l.msg === "route replaced", 60_000, "stderr");
+  assert.equal(replaced.sameRun, true);
+  first.process.child.stdin?.write("release\n");
+  const answer = await held;
+  assert.equal(answer.status, 200);
+  assert.equal(answer.text, "released\n");
+});
