@@ -19,7 +19,9 @@ import { parseArgs } from "node:util";
 import type { Cleanup } from "../helpers/cleanup.ts";
 import { certDir, selfSigned } from "../helpers/certs.ts";
 import { repoRoot } from "../helpers/env.ts";
+import { fixture } from "../helpers/install.ts";
 import { httpCommon, nginxMissing, startNginx } from "../helpers/nginx.ts";
+import { startProcess } from "../helpers/process.ts";
 import { sshdMissing, freePort } from "../helpers/sshd.ts";
 import { startChain, type Chain } from "./chain.ts";
 import { builtinLoad, sampleLatency, websocketEchoRate, type Target } from "./loader.ts";
@@ -162,6 +164,13 @@ async function throughputRows(rows: Row[]): Promise<Chain> {
       const [small, smallCpu] = await pairedMany(run(chain.gateway.pid, `${gw}/hello`), run(nginx.process.pid, `${ng}/hello`));
       rows.push({ measure: "0. µs of CPU per small request, the proxy alone (gateway; nginx master and workers)", conductor: fmt(smallCpu.a, 1),
         reference: `${fmt(smallCpu.b, 1)} (nginx, same headers)`, ratio: `${smallCpu.ratio.toFixed(2)} (${smallCpu.spread})`, target: "≤ 1.3" });
+      // Node's own floor: a bare relay of the same bytes through net.Socket, with no HTTP at all.
+      const relayPort = await freePort();
+      const relay = startProcess(cleanup, process.execPath, [fixture("relay"), String(relayPort), chain.forwardedSocket]);
+      await relay.waitForLine((l) => l === "listening", 15_000);
+      const [, relayCpu] = await pairedMany(run(relay.pid, `http://127.0.0.1:${relayPort}/hello`), run(nginx.process.pid, `${ng}/hello`));
+      rows.push({ measure: "0b. the same for a bare Node relay of the bytes (net.Socket pipes, no HTTP): Node's floor", conductor: fmt(relayCpu.a, 1),
+        reference: `${fmt(relayCpu.b, 1)} (nginx, same headers)`, ratio: `${relayCpu.ratio.toFixed(2)} (${relayCpu.spread})`, target: "" });
       rows.push({ measure: "1. requests/s, small responses, 32 connections, through the SSH tunnel", conductor: fmt(small.a), reference: `${fmt(small.b)} (nginx, same headers)`, ratio: `${small.ratio.toFixed(2)} (${small.spread})`, target: "≥ 0.95" });
       const minimalPort = await freePort();
       const minimal = await startNginx(cleanup, nginxMinimal(chain.forwardedSocket, minimalPort));
