@@ -24,7 +24,9 @@ import { forwardUpgrade } from "./upgrade.ts";
 /**
  * Bytes a browser socket queues before the app is paused: one read from the
  * app (64 KiB at most), so that a large body is relayed a read at a time
- * rather than paused and resumed within each read.
+ * rather than paused and resumed within each read. Plain listeners only: a
+ * TLS server does not pass it on to the TLS sockets it makes, which keep
+ * Node's default.
  */
 const SOCKET_BUFFER = 64 * 1024;
 
@@ -143,7 +145,6 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     ? createNetServer({ allowHalfOpen: true, highWaterMark: SOCKET_BUFFER }, accept)
     : createTlsServer({
       allowHalfOpen: true,
-      highWaterMark: SOCKET_BUFFER,
       ...tls,
       requestCert: tls.requestCert,
       rejectUnauthorized: tls.requestCert,

@@ -6,11 +6,11 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import { startConductor } from "../helpers/conductor.ts";
-import { startGateway } from "../helpers/gateway.ts";
+import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
-import { register } from "../helpers/register.ts";
+import { register, type Registration } from "../helpers/register.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 import { needsRoot } from "../helpers/env.ts";
 import { openFilesUnder } from "../helpers/procs.ts";
@@ -101,14 +101,20 @@ test("state files are always whole when conductor-server is killed with SIGKILL 
   assert.equal(reg.reply.status, "ok");
 });
 
-test("after a restart, another run takes a waiting route only when the route's client is gone", { skip: needsRoot }, async (t) => {
+/** Registers route "lab" with `token`, keeps its app when the gateway stops, and restarts the gateway until it has taken the route over. */
+async function restartWithLingeringRun(t: TestContext, token: string): Promise<{ first: Registration; again: TestGateway }> {
   const gw = await startGateway(t);
-  const first = await register(t, gw.controlPath, { key: "lab", token: "first-run" });
+  const first = await register(t, gw.controlPath, { key: "lab", token });
   first.process.child.stdin?.write("linger\n");
   await first.process.waitForJson((l) => l.event === "lingering");
   await gw.stop();
   const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
   await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 60_000, "stderr");
+  return { first, again };
+}
+
+test("after a restart, another run takes a waiting route only when the route's client is gone", { skip: needsRoot }, async (t) => {
+  const { first, again } = await restartWithLingeringRun(t, "first-run");
 
   // Its app still answers: the first run may come back, so another run is refused.
   const other = await register(t, again.controlPath, { key: "lab", token: "second-run" });
@@ -127,13 +133,7 @@ test("after a restart, another run takes a waiting route only when the route's c
 });
 
 test("after a restart, the run coming back lets the request in progress on its taken-over route finish (regression: it got a 502)", { skip: needsRoot }, async (t) => {
-  const gw = await startGateway(t);
-  const first = await register(t, gw.controlPath, { key: "lab", token: "the-run" });
-  first.process.child.stdin?.write("linger\n");
-  await first.process.waitForJson((l) => l.event === "lingering");
-  await gw.stop();
-  const again = await startGateway(t, { runtimeDir: gw.runtimeDir });
-  await again.process.waitForJson((l) => l.msg === "routes kept across the restart", 60_000, "stderr");
+  const { first, again } = await restartWithLingeringRun(t, "the-run");
   const host = again.host("lab", "alice");
   const cookie = { Cookie: "authorization=the-run" };
   const held = request({ port: again.port, host, path: "/hold", headers: cookie });
