@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { AGENT_HELP } from "../src/agent/cli.ts";
 import { CLIENT_HELP } from "../src/client/cli.ts";
-import { SERVER_HELP } from "../src/gateway/cli.ts";
+import { SERVER_HELP } from "../src/server/cli.ts";
 import { VERSION } from "../src/lib/version.ts";
 import { repoRoot } from "./helpers/env.ts";
 

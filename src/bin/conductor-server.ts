@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { parseServerArgs, SERVER_HELP } from "../gateway/cli.ts";
-import { startGateway } from "../gateway/service.ts";
-import { takeActivatedSocket } from "../gateway/socket_activation.ts";
+import { parseServerArgs, SERVER_HELP } from "../server/cli.ts";
+import { startGateway } from "../server/service.ts";
+import { takeActivatedSocket } from "../server/socket_activation.ts";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";

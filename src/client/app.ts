@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants } from "node:os";
 import { StringDecoder } from "node:string_decoder";
-import { socketAnswers } from "../control/socket_check.ts";
+import { socketAnswers } from "../lib/socket_check.ts";
 import { ConductorError } from "../lib/errors.ts";
 import type { EventSink } from "./events.ts";
 

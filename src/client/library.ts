@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { probeSocket } from "../control/socket_check.ts";
+import { probeSocket } from "../lib/socket_check.ts";
 import { normalizeKey, normalizeName } from "../control/protocol.ts";
 import { silentLogger } from "../lib/log.ts";
 import { ConductorError } from "../lib/errors.ts";

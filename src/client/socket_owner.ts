@@ -6,7 +6,7 @@
  * @module
  */
 import { promises as fs } from "node:fs";
-import { socketAnswers } from "../control/socket_check.ts";
+import { socketAnswers } from "../lib/socket_check.ts";
 import { isErrno } from "../lib/errors.ts";
 
 /** What is at a socket path. */

@@ -16,7 +16,7 @@ import type { Route, RouteTable } from "../gateway/routes.ts";
 import { checkClientDirContents, lockClientDir, SOCKET_NAME } from "./directories.ts";
 import { checkHostOwnership, checkUserName } from "./naming.ts";
 import type { RegisterRequest } from "./protocol.ts";
-import { inspectRouteSocket, probeSocket, socketAnswers } from "./socket_check.ts";
+import { inspectRouteSocket, probeSocket, socketAnswers } from "../lib/socket_check.ts";
 
 /** What a registration that passed the checks is about. */
 export interface Admission {

@@ -9,7 +9,7 @@ import type { Socket } from "node:net";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { RoutePool } from "../gateway/pool.ts";
 import { RECONNECT_GRACE_MS, type Route } from "../gateway/routes.ts";
-import { clock, everySecond } from "../gateway/sweeper.ts";
+import { clock, everySecond } from "../lib/sweeper.ts";
 import { ADMIN_OWNER, type StreamManager, type StreamRecord } from "../streams/manager.ts";
 import { checkPort } from "../streams/validate.ts";
 import { admit, admitSocket, identify } from "./admission.ts";
@@ -17,7 +17,7 @@ import { createClientDir, removeClientDir } from "./directories.ts";
 import type { RouteContext } from "./waiting.ts";
 import { readLines } from "./lines.ts";
 import { decodeLine, encodeLine, parseRegister, type RegisterRequest } from "./protocol.ts";
-import { probeSocket } from "./socket_check.ts";
+import { probeSocket } from "../lib/socket_check.ts";
 
 /**
  * What becomes of a route when its connection ends: `drop` removes it;

@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
+import { kindOf } from "../lib/socket_check.ts";
 
 /** Name of the socket a client places in its directory. */
 export const SOCKET_NAME = "socket";
@@ -134,12 +135,3 @@ export async function sweepClientDirs(socketsDir: string, keep: ReadonlySet<stri
   return { removed, failed };
 }
 
-/** A word for a file's type, for messages. */
-export function kindOf(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isFile(): boolean }): string {
-  if (st.isSymbolicLink()) return "symbolic link";
-  if (st.isDirectory()) return "directory";
-  if (st.isFIFO()) return "FIFO";
-  if (st.isSocket()) return "socket";
-  if (st.isFile()) return "regular file";
-  return "special file";
-}

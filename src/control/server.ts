@@ -20,7 +20,7 @@ import { ControlConnection, type ControlContext } from "./connection.ts";
 import { pickToGiveWay } from "./fairness.ts";
 import { prepareSocketsDir, sweepClientDirs } from "./directories.ts";
 import { encodeLine } from "./protocol.ts";
-import { removeStaleSocket } from "./socket_check.ts";
+import { removeStaleSocket } from "../lib/socket_check.ts";
 
 /** Settings of {@link startControlServer}. */
 export interface ControlOptions {

@@ -16,10 +16,10 @@ import { lookupAccount } from "../lib/users.ts";
 import { RoutePool, type PoolOptions } from "../gateway/pool.ts";
 import { RECONNECT_GRACE_MS, type Route, type RouteTable } from "../gateway/routes.ts";
 import type { Stats } from "../gateway/stats.ts";
-import { everySecond } from "../gateway/sweeper.ts";
+import { everySecond } from "../lib/sweeper.ts";
 import type { GatewayState, RouteRecord } from "../state/gateway_state.ts";
 import { removeClientDir, SOCKET_NAME } from "./directories.ts";
-import { inspectRouteSocket, probeSocket, socketAnswers } from "./socket_check.ts";
+import { inspectRouteSocket, probeSocket, socketAnswers } from "../lib/socket_check.ts";
 
 /** How often waiting routes (and streams) are probed, in ms. */
 export const PROBE_EVERY_MS = 5_000;

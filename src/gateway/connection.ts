@@ -17,7 +17,7 @@ import type { Socket } from "node:net";
 import { ChunkedDecoder } from "./http1.ts";
 import { dateField, pageBody, pageHead } from "./pages.ts";
 import { hasBody, isRefusal, MAX_REQUEST_HEAD, parseRequestHead, type RequestHead } from "./request_head.ts";
-import { clock, everySecond } from "./sweeper.ts";
+import { clock, everySecond } from "../lib/sweeper.ts";
 
 /** Receives the body of a request. */
 export interface BodySink {

@@ -8,7 +8,7 @@
  */
 import type { Fields, Logger } from "../lib/log.ts";
 import type { Route } from "./routes.ts";
-import { clock } from "./sweeper.ts";
+import { clock } from "../lib/sweeper.ts";
 
 /** Least time between two lines of one route, in ms. */
 const QUIET_MS = 10_000;

@@ -18,7 +18,7 @@ import { forwardRequest, type ProxyContext } from "./proxy.ts";
 import { hasBody, type RequestHead } from "./request_head.ts";
 import type { Route, RouteTable } from "./routes.ts";
 import { metricsText, statusJson, type Gauges, type Stats } from "./stats.ts";
-import { clock } from "./sweeper.ts";
+import { clock } from "../lib/sweeper.ts";
 import { forwardUpgrade } from "./upgrade.ts";
 
 /**

@@ -4,7 +4,7 @@
  * @module
  */
 import { STATUS_CODES } from "node:http";
-import { clock } from "./sweeper.ts";
+import { clock } from "../lib/sweeper.ts";
 
 /** What a page says, by status. */
 const DETAILS: Record<number, string> = {

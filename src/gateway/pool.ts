@@ -16,7 +16,7 @@
  */
 import type { Socket } from "node:net";
 import type { Stats } from "./stats.ts";
-import { clock, everySecond } from "./sweeper.ts";
+import { clock, everySecond } from "../lib/sweeper.ts";
 import { Upstream, type UpstreamOwner, type UpstreamTimeouts } from "./upstream.ts";
 
 /** Settings of a {@link RoutePool}. */

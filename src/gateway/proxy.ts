@@ -16,7 +16,7 @@ import type { RequestHead } from "./request_head.ts";
 import { hasBody } from "./request_head.ts";
 import type { Route } from "./routes.ts";
 import type { Stats } from "./stats.ts";
-import { clock } from "./sweeper.ts";
+import { clock } from "../lib/sweeper.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
 
 /** Shared state of the forwarding code. */

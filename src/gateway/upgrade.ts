@@ -15,7 +15,7 @@ import { appBusyPage } from "./pages.ts";
 import type { ResponseHead } from "./http1.ts";
 import type { ProxyContext } from "./proxy.ts";
 import type { Route } from "./routes.ts";
-import { clock } from "./sweeper.ts";
+import { clock } from "../lib/sweeper.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
 import { WebSocketActivity } from "./ws_activity.ts";
 

@@ -9,7 +9,7 @@
  * @module
  */
 import { connect, type Socket } from "node:net";
-import { clock, everySecond } from "./sweeper.ts";
+import { clock, everySecond } from "../lib/sweeper.ts";
 import { BadResponseError, ChunkedDecoder, MAX_RESPONSE_HEAD, parseResponseHead, type Framing, type ResponseHead } from "./http1.ts";
 
 /** What a request in flight is told about its response. */

@@ -15,7 +15,7 @@ import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { lookupGroupId } from "../lib/users.ts";
 import { VERSION } from "../lib/version.ts";
-import { removeStaleSocket } from "../control/socket_check.ts";
+import { removeStaleSocket } from "../lib/socket_check.ts";
 import { ADMIN_OWNER, type StreamManager } from "./manager.ts";
 import { checkPort, checkStreamName, rangeSize } from "./validate.ts";
 

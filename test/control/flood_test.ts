@@ -9,7 +9,7 @@ import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { startGateway } from "../../src/gateway/service.ts";
+import { startGateway } from "../../src/server/service.ts";
 import { silentLogger } from "../../src/lib/log.ts";
 import { request } from "../helpers/http.ts";
 import { defer } from "../helpers/cleanup.ts";

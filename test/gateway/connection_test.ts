@@ -9,7 +9,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
-import { startGateway, type Gateway } from "../../src/gateway/service.ts";
+import { startGateway, type Gateway } from "../../src/server/service.ts";
 import { silentLogger } from "../../src/lib/log.ts";
 import { suiteCleanup } from "../helpers/cleanup.ts";
 import { rawExchange, request, statusOf } from "../helpers/http.ts";

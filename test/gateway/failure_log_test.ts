@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { logAppFailure } from "../../src/gateway/failure_log.ts";
 import type { Route } from "../../src/gateway/routes.ts";
-import { clock } from "../../src/gateway/sweeper.ts";
+import { clock } from "../../src/lib/sweeper.ts";
 import type { Fields, Logger } from "../../src/lib/log.ts";
 
 function capture(): Logger & { lines: Array<[string, Fields | undefined]> } {

@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { startGateway } from "../../src/gateway/service.ts";
+import { startGateway } from "../../src/server/service.ts";
 import { silentLogger } from "../../src/lib/log.ts";
 import { defer } from "../helpers/cleanup.ts";
 import { request } from "../helpers/http.ts";

@@ -10,8 +10,7 @@
  */
 import { promises as fs } from "node:fs";
 import { connect } from "node:net";
-import { ConductorError, isErrno } from "../lib/errors.ts";
-import { kindOf } from "./directories.ts";
+import { ConductorError, isErrno } from "./errors.ts";
 
 /** What the checks learned about a route socket. */
 export interface SocketFacts {
@@ -115,4 +114,14 @@ export async function removeStaleSocket(path: string, option: string): Promise<v
       `Cannot listen on ${path}: another program is listening there; stop it or choose another ${option}`);
   }
   await fs.rm(path, { force: true });
+}
+
+/** A word for a file's type, for messages. */
+export function kindOf(st: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isFile(): boolean }): string {
+  if (st.isSymbolicLink()) return "symbolic link";
+  if (st.isDirectory()) return "directory";
+  if (st.isFIFO()) return "FIFO";
+  if (st.isSocket()) return "socket";
+  if (st.isFile()) return "regular file";
+  return "special file";
 }

@@ -1,5 +1,5 @@
 /**
- * conductor-server as a whole: the control socket, the route table and the
+ * conductor-server as a whole (the composition root): the control socket, the route table and the
  * HTTP(S) front end, started and stopped together.
  *
  * @module
@@ -9,18 +9,18 @@ import { dirname } from "node:path";
 import type { AddressInfo, Server } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import { startControlServer, type ControlServer } from "../control/server.ts";
-import { removeStaleSocket } from "../control/socket_check.ts";
+import { removeStaleSocket } from "../lib/socket_check.ts";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 import { lookupGroupId } from "../lib/users.ts";
 import type { Logger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
-import { parseDomainPattern } from "./domains.ts";
-import { DEFAULT_CONNECTION_CAPS, fitToDescriptors, openFilesLimit, type ConnectionCaps } from "./connection_limits.ts";
-import { createFrontEnd, type FrontTimeouts } from "./front.ts";
-import type { PoolOptions } from "./pool.ts";
-import { RouteTable } from "./routes.ts";
-import { createStats, type Stats } from "./stats.ts";
-import { loadTls, type TlsFiles } from "./tls.ts";
+import { parseDomainPattern } from "../gateway/domains.ts";
+import { DEFAULT_CONNECTION_CAPS, fitToDescriptors, openFilesLimit, type ConnectionCaps } from "../gateway/connection_limits.ts";
+import { createFrontEnd, type FrontTimeouts } from "../gateway/front.ts";
+import type { PoolOptions } from "../gateway/pool.ts";
+import { RouteTable } from "../gateway/routes.ts";
+import { createStats, type Stats } from "../gateway/stats.ts";
+import { loadTls, type TlsFiles } from "../gateway/tls.ts";
 import { GatewayState } from "../state/gateway_state.ts";
 import type { StreamSettings } from "../streams/settings.ts";
 import { startAdminApi, type AdminApi, type AdminOptions } from "../streams/admin.ts";

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseServerArgs } from "../../src/gateway/cli.ts";
-import { takeActivatedSocket } from "../../src/gateway/socket_activation.ts";
+import { parseServerArgs } from "../../src/server/cli.ts";
+import { takeActivatedSocket } from "../../src/server/socket_activation.ts";
 
 test("takeActivatedSocket(): descriptor 3 when systemd passed one socket to this process; the variables are removed either way", () => {
   const env: NodeJS.ProcessEnv = { LISTEN_PID: "1234", LISTEN_FDS: "1", LISTEN_FDNAMES: "conductor-server.socket", PATH: "/bin" };
