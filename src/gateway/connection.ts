@@ -7,9 +7,11 @@
  * Requests are answered one at a time, in order; pipelined ones wait in the
  * buffer, and the next one is only read once the previous response has been
  * taken by the socket. Time limits are checked by {@link ConnectionSet}'s
- * sweep once a second. A connection that is done half-closes, discards what
- * still arrives for a moment (so the browser reads the last response), then
- * closes.
+ * sweep once a second. A connection that is done (a refused request, or one
+ * that asked to close) half-closes and discards what still arrives, for up
+ * to {@link LINGER_MS} and {@link LINGER_BYTES}, so that the browser reads
+ * the last response rather than a reset; it closes at once when the browser
+ * does.
  *
  * @module
  */
@@ -63,6 +65,8 @@ const READ_HEAD = 0, READ_BODY = 1, WAIT = 2, DONE = 3;
 const MAX_BUFFERED = 4 * MAX_REQUEST_HEAD;
 /** How long a finished connection keeps reading (and discarding) before it closes, in ms. */
 const LINGER_MS = 5000;
+/** How much a finished connection reads (and discards) before it closes. */
+const LINGER_BYTES = 1024 * 1024;
 
 /** A browser connection. */
 export class BrowserConnection {
@@ -94,6 +98,8 @@ export class BrowserConnection {
   #bodyDone = true;
   #responding = false;
   #closeAfter = false;
+  /** Bytes discarded since the connection finished. */
+  #dropped = 0;
 
   constructor(socket: Socket, facts: ForwardedFacts, handler: RequestHandler, owner: ConnectionSet) {
     this.socket = socket;
@@ -242,8 +248,12 @@ export class BrowserConnection {
 
   #onData(chunk: Buffer): void {
     const state = this.#state;
-    // A finished connection discards what still arrives, without counting it as activity.
-    if (state === DONE) return;
+    if (state === DONE) {
+      // A finished connection discards what still arrives, without counting it as activity, up to a bound.
+      this.#dropped += chunk.length;
+      if (this.#dropped > LINGER_BYTES) this.socket.destroy();
+      return;
+    }
     this.lastActive = clock.now;
     if (state === READ_BODY) {
       this.#feedBody(chunk, 0);
