@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "conductor-demo-"));
   cleanup.after(() => rmSync(work, { recursive: true, force: true }));
   const port = await choosePort(8888);
-  const gateway = startProcess(cleanup, process.execPath, [bin("conductor-server"), "-r", join(work, "run"), "--state-dir", join(work, "state"), "-p", String(port), "-b", "127.0.0.1"]);
+  const gateway = startProcess(cleanup, process.execPath, [bin("conductor-server"), "-r", join(work, "run"), "--state-dir", join(work, "state"), "-p", String(port), "-b", "127.0.0.1", "--no-streams"]);
   await gateway.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
   say(`2. conductor-server on http://127.0.0.1:${port}/, control socket ${join(work, "run", "client")}`);
 

@@ -22,11 +22,16 @@ export interface StreamSettings {
   host: string;
   /** Streams one user may hold at once. */
   perUser: number;
-  /** nginx `allow` masks, in order, before the `deny` ones; with any, a last `deny all` refuses the rest. */
+  /** nginx `allow` masks; with any, a last `deny all` refuses the addresses they do not name. */
   allow: string[];
+  /** nginx `deny` masks, checked before the `allow` ones: a deny inside an allowed block holds. */
   deny: string[];
-  /** nginx `limit_conn` per stream; 0 for none. */
+  /** Connections to one port at once (nginx `limit_conn` keyed by port); 0 for no cap. */
   maxConnections: number;
+  /** Connections from one client address to one port at once (nginx `limit_conn` keyed by address and port); 0 for no cap. */
+  maxConnectionsPerAddress: number;
+  /** How long a user's port stays reserved for the same user and name after its client dropped without a goodbye, in ms. */
+  graceMs: number;
   /** nginx `proxy_timeout`, in seconds: a connection silent both ways for this long is closed. */
   idleTimeoutS: number;
   /** Send the PROXY protocol header to the app, which then sees the client's address. */
@@ -45,7 +50,9 @@ export const DEFAULT_STREAM_SETTINGS: Omit<StreamSettings, "host"> = {
   perUser: 2,
   allow: [],
   deny: [],
-  maxConnections: 0,
+  maxConnections: 1024,
+  maxConnectionsPerAddress: 256,
+  graceMs: 120_000,
   // nginx's own default, 10 minutes, drops idle database and shell sessions.
   idleTimeoutS: 24 * 3600,
   proxyProtocol: false,
