@@ -12,7 +12,7 @@ import { takeActivatedSocket } from "../server/socket_activation.ts";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
-import { stopStreams } from "../streams/switchboard.ts";
+import { siteStreamConfig, stopStreams } from "../streams/switchboard.ts";
 
 async function main(argv: string[]): Promise<number> {
   let command;
@@ -28,6 +28,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command.kind === "version") {
     process.stdout.write(`conductor-server ${VERSION}\n`);
+    return 0;
+  }
+  if (command.kind === "print-stream-config") {
+    process.stdout.write(await siteStreamConfig(command.settings, command.runtimeDir));
     return 0;
   }
   const logger = createLogger({ verbose: command.verbose });

@@ -25,6 +25,9 @@ export const DEFAULT_PORT = 8888;
 /** The default directory of durable state. */
 export const DEFAULT_STATE_DIR = "/var/lib/conductor";
 
+/** Paths that may stand in nginx's configuration as they are. */
+const NGINX_SAFE_PATH = /^\/[A-Za-z0-9._/+-]*$/;
+
 /** `conductor-server --help`. */
 export const SERVER_HELP = `Usage: conductor-server [options]
 
@@ -114,6 +117,10 @@ nginx is not reloaded); it outlives the gateway, whose next start adopts it:
                                nginx's own 10m drops idle database sessions)
       --stream-proxy-protocol  send the PROXY protocol header, so that the app sees
                                the client's address (the app must expect it)
+      --nginx-mode own|site    own: the gateway runs its own nginx (the default);
+                               site: the site's nginx includes the blocks the
+                               gateway writes into --stream-dir (reloaded by the
+                               admin once, at setup; see conductor-server(8))
       --nginx PATH             the nginx program (default ${DEFAULT_STREAM_SETTINGS.nginx};
                                environment NGINX_BIN)
       --stream-module PATH     nginx's stream module, loaded by absolute path, or
@@ -126,6 +133,8 @@ nginx is not reloaded); it outlives the gateway, whose next start adopts it:
       --no-streams             publish web apps only
       --stop-streams           stop the streams' nginx of --runtime-dir (the
                                connections it relays end) and exit
+      --print-stream-config    print the stream blocks for the site's nginx (the
+                               files --nginx-mode site writes) and exit
       --admin-socket PATH      serve the streams' admin API (stream-conductor's verbs:
                                /status, /getstreams, /createstream/PORT/BACKEND,
                                /removestream/PORT, /hasstream/PORT, /getfreeport) on
@@ -153,7 +162,8 @@ export type ServerCommand =
   | { kind: "help" }
   | { kind: "version" }
   | { kind: "run"; options: GatewayOptions; verbose: boolean }
-  | { kind: "stop-streams"; settings: StreamSettings; runtimeDir: string; verbose: boolean };
+  | { kind: "stop-streams"; settings: StreamSettings; runtimeDir: string; verbose: boolean }
+  | { kind: "print-stream-config"; settings: StreamSettings; runtimeDir: string };
 
 /**
  * Parses conductor-server's arguments, given the descriptor of the socket
@@ -194,6 +204,8 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
         "stream-max-connections-per-address": { type: "string" },
         "stream-grace": { type: "string" },
         "stop-streams": { type: "boolean" },
+        "print-stream-config": { type: "boolean" },
+        "nginx-mode": { type: "string" },
         "max-registrations-per-minute": { type: "string" },
         "stream-idle-timeout": { type: "string" },
         "stream-proxy-protocol": { type: "boolean" },
@@ -217,6 +229,9 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
   }
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
+  if (values["print-stream-config"]) {
+    return { kind: "print-stream-config", settings: streamSettings(values, env), runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR };
+  }
   if (values["stop-streams"]) {
     if (values["no-streams"]) throw usage("--stop-streams and --no-streams contradict each other");
     return { kind: "stop-streams", settings: streamSettings(values, env), runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR, verbose: values.verbose ?? false };
@@ -242,6 +257,10 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
         "drop the option, or set ListenStream=, SocketGroup= and SocketMode= in the .socket unit instead");
     }
   }
+  const runtimeDir = values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR;
+  if (!values["no-streams"] && !NGINX_SAFE_PATH.test(runtimeDir)) {
+    throw usage(`--runtime-dir goes into nginx's configuration (the streams' links), so it takes an absolute path of letters, digits and ._/+-, not '${runtimeDir}'; or give --no-streams`);
+  }
   return {
     kind: "run",
     verbose: values.verbose ?? false,
@@ -251,7 +270,7 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
       sock: values.sock,
       sockGroup: values["sock-group"],
       listenFd,
-      runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR,
+      runtimeDir,
       stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
       domains: values.domain ?? [],
       tls: cert === undefined || key === undefined ? undefined : { certFile: cert, keyFile: key, allowedClientsFile: allowed },
@@ -306,16 +325,21 @@ function streamSettings(values: Record<string, string | string[] | boolean | und
   if (!/^[A-Za-z0-9_.-]{1,32}$/.test(prefix)) throw usage(`--stream-prefix takes 1 to 32 letters, digits, '_', '.' and '-', not '${prefix}'`);
   const path = (name: string, fallback: string | undefined): string | undefined => {
     const value = text(name) ?? fallback;
-    if (value !== undefined && !/^\/[A-Za-z0-9._/+-]*$/.test(value)) throw usage(`--${name} takes an absolute path of letters, digits and ._/+-, not '${value}'`);
+    if (value !== undefined && !NGINX_SAFE_PATH.test(value)) throw usage(`--${name} takes an absolute path of letters, digits and ._/+-, not '${value}'`);
     return value;
   };
   const idle = text("stream-idle-timeout");
+  const mode = text("nginx-mode") ?? DEFAULT_STREAM_SETTINGS.mode;
+  if (mode !== "own" && mode !== "site") throw usage(`--nginx-mode takes own or site, not '${mode}'`);
+  const dir = path("stream-dir", env.STREAM_CONFIG_PATH);
+  if (mode === "site" && dir === undefined) throw usage("--nginx-mode site needs --stream-dir: the directory the site's nginx includes the gateway's blocks from");
   return {
     ...DEFAULT_STREAM_SETTINGS,
+    mode,
     range: range === undefined ? DEFAULT_STREAM_SETTINGS.range : wrapUsage(() => parsePortRange(range)),
     nginx: path("nginx", env.NGINX_BIN) ?? DEFAULT_STREAM_SETTINGS.nginx,
     module: text("stream-module") === BUILTIN_MODULE ? BUILTIN_MODULE : path("stream-module", undefined) ?? DEFAULT_STREAM_SETTINGS.module,
-    dir: path("stream-dir", env.STREAM_CONFIG_PATH),
+    dir,
     prefix,
     host: text("stream-host") ?? hostname(),
     perUser: text("streams-per-user") === undefined ? DEFAULT_STREAM_SETTINGS.perUser : integer(text("streams-per-user")!, "--streams-per-user", 1, 65535),

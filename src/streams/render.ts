@@ -49,6 +49,21 @@ export function renderPortBlock(port: number, target: PortTarget, settings: Stre
   return lines.join("\n");
 }
 
+/** The file name, in the stream directory, of the limit zones the port blocks use. */
+export function zonesFileName(settings: Pick<StreamSettings, "prefix">): string {
+  return `${settings.prefix}zones.conf`;
+}
+
+/** The limit zones the port blocks use, in the stream context (nginx resolves them whatever the order of the files). */
+export function renderZones(): string {
+  return [
+    "# Written by conductor-server: the limit zones of its stream ports. Do not edit.",
+    `limit_conn_zone $server_port zone=${PORT_ZONE}:1m;`,
+    `limit_conn_zone $binary_remote_addr$server_port zone=${ADDRESS_ZONE}:16m;`,
+    "",
+  ].join("\n");
+}
+
 /** The shared-memory zone that counts each port's connections. */
 const PORT_ZONE = "conductor_streams";
 /** The shared-memory zone that counts the connections of each client address to each port. */
@@ -93,7 +108,8 @@ export function sizeNginx(settings: StreamSettings, ports: number, hardLimit: nu
 /**
  * The main configuration of the gateway's own nginx: the stream module by
  * absolute path, its log in a file the gateway reads, as many workers as
- * cores, the limit zones, and the blocks of the stream directory. `user`:
+ * cores, and the files of the stream directory (the limit zones and the
+ * port blocks). `user`:
  * the workers' user and group, when the gateway runs as root (else nginx
  * would switch them to nobody).
  */
@@ -110,8 +126,6 @@ export function renderMainConfig(settings: StreamSettings, paths: NginxPaths, si
     `error_log ${paths.errorLog} notice;`,
     `events { worker_connections ${sizing.workerConnections}; }`,
     "stream {",
-    `    limit_conn_zone $server_port zone=${PORT_ZONE}:1m;`,
-    `    limit_conn_zone $binary_remote_addr$server_port zone=${ADDRESS_ZONE}:16m;`,
     `    include ${paths.streamDir}/${settings.prefix}*.conf;`,
     "}",
     "",

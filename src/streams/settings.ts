@@ -8,6 +8,8 @@ import type { PortRange } from "./validate.ts";
 
 /** How conductor-server publishes TCP services through nginx. */
 export interface StreamSettings {
+  /** `own`: the gateway runs its own nginx; `site`: the site's nginx includes the gateway's blocks from {@link dir}. */
+  mode: "own" | "site";
   /** Ports handed out, both ends included. */
   range: PortRange;
   /** The nginx program. */
@@ -43,6 +45,7 @@ export const BUILTIN_MODULE = "builtin";
 
 /** Defaults; the host is the machine's name unless given. */
 export const DEFAULT_STREAM_SETTINGS: Omit<StreamSettings, "host"> = {
+  mode: "own",
   range: { first: 9000, last: 9009 },
   nginx: "/usr/sbin/nginx",
   module: "/usr/lib/nginx/modules/ngx_stream_module.so",

@@ -9,6 +9,10 @@
  *
  * nginx outlives the gateway: the next start adopts it (its relays go on).
  * `conductor-server --stop-streams` ends it on purpose ({@link stopStreams}).
+ * In site mode (`--nginx-mode site`) the gateway runs no nginx: it writes the
+ * same blocks into the site's stream directory, which the site's nginx
+ * includes (reloaded once by the admin, at setup), and swaps links as in
+ * its own mode.
  *
  * @module
  */
@@ -22,8 +26,8 @@ import { writeFileAtomic } from "../state/json_file.ts";
 import { checkOwnDirectory } from "../state/private_dir.ts";
 import { PortLinks } from "./links.ts";
 import { nginxVersion, OwnNginx } from "./nginx.ts";
-import { bindProblem } from "./ports.ts";
-import { blockFileName, renderMainConfig, renderPortBlock, sizeNginx, type NginxFeatures, type NginxPaths, type PortTarget } from "./render.ts";
+import { bindProblem, portAnswers } from "./ports.ts";
+import { blockFileName, renderMainConfig, renderPortBlock, renderZones, sizeNginx, zonesFileName, type NginxFeatures, type NginxPaths, type PortTarget } from "./render.ts";
 import { BUILTIN_MODULE, type StreamSettings } from "./settings.ts";
 import { applyBlocks, writeBlocks } from "./transaction.ts";
 import { rangeSize } from "./validate.ts";
@@ -55,7 +59,8 @@ export class Switchboard {
   readonly links: PortLinks;
   readonly #logger: Logger;
   readonly #paths: NginxPaths & { config: string };
-  readonly #nginx: OwnNginx;
+  /** The gateway's own nginx; null in site mode. */
+  readonly #nginx: OwnNginx | null;
   #features: NginxFeatures = { halfClose: true };
   /** Ports nginx listens on. */
   #listening = new Set<number>();
@@ -72,7 +77,7 @@ export class Switchboard {
     this.#logger = logger;
     this.#paths = nginxPaths(settings, runtimeDir);
     this.links = new PortLinks(join(runtimeDir, "streams"));
-    this.#nginx = new OwnNginx({ program: settings.nginx, ...this.#paths }, logger);
+    this.#nginx = settings.mode === "own" ? new OwnNginx({ program: settings.nginx, ...this.#paths }, logger) : null;
   }
 
   /**
@@ -116,6 +121,7 @@ export class Switchboard {
       if (this.#problem !== null) await this.#configure();
       if (this.#problem !== null) throw refused(`Cannot publish a TCP service: this gateway's nginx cannot run: ${this.#problem}`);
       if (this.#listening.has(port)) return;
+      if (this.#nginx === null) throw refused(`Cannot publish on port ${port}: the site's nginx does not relay it`);
       const problem = await bindProblem(port);
       if (problem !== null) {
         this.#held.set(port, problem);
@@ -159,11 +165,14 @@ export class Switchboard {
   /** Stops watching nginx, which goes on relaying until the next start adopts it. */
   async detach(): Promise<void> {
     await this.#queue.catch(() => {});
-    this.#nginx.detach();
+    this.#nginx?.detach();
   }
 
   /** Rewrites `port`'s block after `change`; `undo` puts the change back if nginx refuses it. */
   async #rewrite(port: number, change: () => void, undo: () => void): Promise<void> {
+    if (this.#nginx === null) {
+      throw refused(`Cannot relay port ${port} to an address: with --nginx-mode site, that needs the site's nginx reloaded, which the gateway never does; write that block into the site's configuration by hand, or give the backend as a unix: socket`);
+    }
     if (this.#problem !== null) throw refused(`Cannot change port ${port}: this gateway's nginx cannot run: ${this.#problem}`);
     change();
     try {
@@ -184,9 +193,11 @@ export class Switchboard {
   async #prepare(): Promise<void> {
     const { prefix, streamDir } = this.#paths;
     try {
-      await fs.mkdir(prefix, { recursive: true, mode: 0o700 });
-      await checkOwnDirectory(prefix, "nginx's prefix");
-      if (this.settings.dir === undefined) await fs.mkdir(streamDir, { recursive: true, mode: 0o700 });
+      if (this.#nginx !== null) {
+        await fs.mkdir(prefix, { recursive: true, mode: 0o700 });
+        await checkOwnDirectory(prefix, "nginx's prefix");
+      }
+      await fs.mkdir(streamDir, { recursive: true, mode: 0o700 });
       await checkOwnDirectory(streamDir, "the stream directory (--stream-dir)");
       await this.links.prepare();
     } catch (err) {
@@ -198,7 +209,8 @@ export class Switchboard {
   /**
    * Renders the configuration and brings nginx to it: adopts the nginx of a
    * previous start (reloading it only when the files changed), or starts a
-   * new one. Sets {@link problem} instead of throwing when nginx cannot run.
+   * new one; in site mode, writes the files for the site's nginx. Sets
+   * {@link problem} instead of throwing when nginx cannot run.
    */
   async #configure(): Promise<void> {
     const { nginx: program, module } = this.settings;
@@ -208,7 +220,7 @@ export class Switchboard {
       this.#logger.warn(`TCP streams are off: ${this.#problem}`);
       return;
     }
-    if (module !== BUILTIN_MODULE && await fs.access(module).then(() => false, () => true)) {
+    if (this.#nginx !== null && module !== BUILTIN_MODULE && await fs.access(module).then(() => false, () => true)) {
       this.#problem = `${module} is missing; install nginx's stream module (Debian: libnginx-mod-stream) or set --stream-module`;
       this.#logger.warn(`TCP streams are off: ${this.#problem}`);
       return;
@@ -217,32 +229,63 @@ export class Switchboard {
     if (!this.#features.halfClose) {
       this.#logger.warn(`nginx ${version.join(".")} cannot relay half-closed connections (proxy_half_close needs nginx 1.21.4 or later): clients that close their sending side first lose the reply`);
     }
-    const adopted = await this.#nginx.adopt();
-    if (!adopted) await this.#nginx.killStrays();
-    const existing = await this.#readBlocks();
+    if (this.#nginx === null) return this.#configureSite();
+    const nginx = this.#nginx;
+    const adopted = await nginx.adopt();
+    if (!adopted) await nginx.killStrays();
+    const existing = await this.#readFiles();
     await this.#choosePorts(adopted ? existing : new Map());
     const mainChanged = await this.#writeMainConfig();
-    const wanted = new Map<string, string | null>();
-    for (const port of this.#listening) {
-      const file = blockFileName(this.settings, port);
-      const text = this.#block(port);
-      if (existing.get(file) !== text) wanted.set(file, text);
-    }
-    for (const file of existing.keys()) if (!this.#isWanted(file)) wanted.set(file, null);
+    const changes = this.#changes(existing);
     try {
       if (adopted) {
-        if (wanted.size > 0 || mainChanged) await applyBlocks(this.#nginx, this.#paths.streamDir, wanted, [], this.#logger);
+        if (changes.size > 0 || mainChanged) await applyBlocks(nginx, this.#paths.streamDir, changes, [], this.#logger);
       } else {
-        await writeBlocks(this.#paths.streamDir, wanted);
-        const complaint = await this.#nginx.test();
+        await writeBlocks(this.#paths.streamDir, changes);
+        const complaint = await nginx.test();
         if (complaint !== null) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx -t refused the configuration: ${complaint}`);
-        await this.#nginx.start();
+        await nginx.start();
       }
       this.#problem = null;
     } catch (err) {
       this.#problem = messageOf(err);
       this.#logger.error(`TCP streams are off: ${this.#problem}`);
     }
+  }
+
+  /**
+   * Site mode: writes the limit zones and a block for every port of the range
+   * into the site's stream directory, and says when the site's nginx must
+   * reload them or does not listen on the ports.
+   */
+  async #configureSite(): Promise<void> {
+    const { first, last } = this.settings.range;
+    this.#listening.clear();
+    for (let port = first; port <= last; port++) this.#listening.add(port);
+    const changes = this.#changes(await this.#readFiles());
+    await writeBlocks(this.#paths.streamDir, changes);
+    this.#problem = null;
+    const reload = `have the site's nginx include ${this.#paths.streamDir}/${this.settings.prefix}*.conf in its stream {} block and reload it (systemctl reload nginx)`;
+    if (changes.size > 0) this.#logger.warn(`the stream blocks changed: ${reload}`, { dir: this.#paths.streamDir, files: changes.size });
+    const silent: number[] = [];
+    for (const port of this.#listening) if (!await portAnswers(port, 500)) silent.push(port);
+    if (silent.length > 0) this.#logger.warn(`the site's nginx does not listen on some stream ports: ${reload}`, { ports: silent });
+  }
+
+  /** What to write (or, null, remove) in the stream directory for the files there to be the wanted ones. */
+  #changes(existing: Map<string, string>): Map<string, string | null> {
+    const wanted = this.#wantedFiles();
+    const changes = new Map<string, string | null>();
+    for (const [file, text] of wanted) if (existing.get(file) !== text) changes.set(file, text);
+    for (const file of existing.keys()) if (!wanted.has(file)) changes.set(file, null);
+    return changes;
+  }
+
+  /** The gateway's files of the stream directory: the limit zones, and a block per port nginx listens on. */
+  #wantedFiles(): Map<string, string> {
+    const files = new Map([[zonesFileName(this.settings), renderZones()]]);
+    for (const port of [...this.#listening].sort((a, b) => a - b)) files.set(blockFileName(this.settings, port), this.#block(port));
+    return files;
   }
 
   /** Decides the ports nginx listens on: those of `ours` (an adopted nginx holds them) and those that can be bound now. */
@@ -277,14 +320,8 @@ export class Switchboard {
     return true;
   }
 
-  /** True when block file `file` is one nginx should load now. */
-  #isWanted(file: string): boolean {
-    const m = /([0-9]+)\.conf$/.exec(file);
-    return m !== null && this.#listening.has(Number(m[1])) && file === blockFileName(this.settings, Number(m[1]));
-  }
-
-  /** The gateway's block files (with its prefix) and their text. */
-  async #readBlocks(): Promise<Map<string, string>> {
+  /** The gateway's files of the stream directory (those with its prefix) and their text. */
+  async #readFiles(): Promise<Map<string, string>> {
     const blocks = new Map<string, string>();
     for (const file of await fs.readdir(this.#paths.streamDir)) {
       if (file.startsWith(this.settings.prefix) && file.endsWith(".conf")) blocks.set(file, await fs.readFile(join(this.#paths.streamDir, file), "utf8"));
@@ -306,6 +343,7 @@ export class Switchboard {
  * Returns whether one was running. (`conductor-server --stop-streams`.)
  */
 export async function stopStreams(settings: StreamSettings, runtimeDir: string, logger: Logger): Promise<boolean> {
+  if (settings.mode === "site") return false;
   const paths = nginxPaths(settings, runtimeDir);
   const nginx = new OwnNginx({ program: settings.nginx, ...paths }, logger);
   const running = await nginx.adopt();
@@ -327,4 +365,18 @@ function compare(a: readonly number[], b: readonly number[]): number {
 
 function refused(message: string): ConductorError {
   return new ConductorError("CONDUCTOR_ERR_STREAM_REFUSED", message);
+}
+
+/**
+ * The files site mode writes, as one text for the site's `stream {}` block
+ * (`conductor-server --print-stream-config`): the limit zones and a block per
+ * port of the range, each relaying to its link under `runtimeDir`.
+ */
+export async function siteStreamConfig(settings: StreamSettings, runtimeDir: string): Promise<string> {
+  const version = await nginxVersion(settings.nginx);
+  const features = { halfClose: version === null || compare(version, HALF_CLOSE_SINCE) >= 0 };
+  const links = new PortLinks(join(runtimeDir, "streams"));
+  const blocks = [renderZones()];
+  for (let port = settings.range.first; port <= settings.range.last; port++) blocks.push(renderPortBlock(port, { link: links.path(port) }, settings, features));
+  return blocks.join("\n");
 }
