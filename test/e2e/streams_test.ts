@@ -57,7 +57,7 @@ test("a TCP stream relays a gateway port to the client's socket through nginx as
   const range = await freePortRange(3);
   const gw = await streamGateway(t, range.text);
   // nginx listens on every port of the range from the start, each relayed to the port's link.
-  assert.deepEqual(Object.keys(streamFiles(gw)), [0, 1, 2].map((i) => `_conductor_${range.first + i}.conf`));
+  assert.deepEqual(Object.keys(streamFiles(gw)), [...[0, 1, 2].map((i) => `_conductor_${range.first + i}.conf`), "_conductor_zones.conf"]);
   assert.match(streamFiles(gw)[`_conductor_${range.first}.conf`], new RegExp(`proxy_pass unix:${join(gw.runtimeDir, "streams")}/${range.first}\\.sock;`));
   const nginx = nginxIn(join(gw.runtimeDir, "nginx"));
   assert.ok(nginx.length >= 2 && nginx.every((p) => p.uid === account("conductor").uid), `nginx runs as the gateway's user: ${JSON.stringify(nginx)}`);
