@@ -1,12 +1,19 @@
 /**
  * TCP streams in tests: a range of free gateway ports for one gateway
- * (test files run at once, so each takes its own), and a connection that
- * sends bytes and collects the answer.
+ * (test files run at once, so each takes its own), a gateway with streams
+ * on it, and connections that send bytes and collect the answer.
  *
  * @module
  */
 import { connect, type Socket } from "node:net";
 import { bindProblem } from "../../src/streams/ports.ts";
+import type { Cleanup } from "./cleanup.ts";
+import { startGateway, type GatewayStart, type TestGateway } from "./gateway.ts";
+
+/** A gateway with TCP streams on the ports `range` (`FIRST-LAST`), telling clients 127.0.0.1:PORT; `args` are added. */
+export function startStreamGateway(t: Cleanup, range: string, args: string[] = [], options: Omit<GatewayStart, "args"> = {}): Promise<TestGateway> {
+  return startGateway(t, { ...options, args: ["--port-range", range, "--stream-host", "127.0.0.1", ...args] });
+}
 
 /**
  * `size` consecutive ports that are free now, below the kernel's ephemeral

@@ -306,7 +306,8 @@ export class StreamSide {
     }
     const { first, last } = this.settings.range;
     const held = [...this.#board.held];
-    const why = held.length === 0 ? "" : `, ${held.length} of them because they cannot be bound (port ${held[0][0]}: ${held[0][1]})`;
+    // Each reason names its port.
+    const why = held.length === 0 ? "" : `, ${held.length} of them because they cannot be bound (${held[0][1]})`;
     throw refused(`Cannot publish a TCP service: all ${rangeSize(this.settings.range)} ports of this gateway (${first}-${last}) are taken${why}; try again later, or ask its admin for a larger --port-range`);
   }
 
