@@ -39,7 +39,19 @@ export class PortPolicy {
 
   /** Keeps `port` for service `key` until `until` (ms since the epoch). */
   reserve(port: number, key: string, until: number): void {
+    // The newest last: limit() ends the oldest first.
+    this.#reserved.delete(port);
     this.#reserved.set(port, { key, until });
+  }
+
+  /**
+   * Ends the reservations of `owner`'s services but the `keep` newest, so
+   * that a user who drops stream after stream keeps no more ports than it
+   * may hold, and cannot reserve the whole range.
+   */
+  limit(owner: string, keep: number, now = Date.now()): void {
+    const ports = [...this.#reserved].filter(([, r]) => r.until > now && r.key.startsWith(`${owner}/`)).map(([port]) => port);
+    for (const port of ports.slice(0, Math.max(0, ports.length - keep))) this.#reserved.delete(port);
   }
 
   /** The service `port` is reserved for at `now` and until when, if it is. */
@@ -75,19 +87,21 @@ export class PortPolicy {
   }
 
   /**
-   * The ports service `key` may get, best first: its sticky port, then ports
-   * nobody remembers, then ports others had; never one in use (`taken`) or
-   * reserved for another service.
+   * The ports service `key` may get, best first: the port kept for it, or
+   * else its sticky port, then ports nobody remembers, then ports others
+   * had; never one in use (`taken`) or reserved for another service.
    */
   candidates(key: string, taken: (port: number) => boolean, now = Date.now()): number[] {
     const { first, last } = this.range;
     const remembered = new Set(this.#sticky.values());
-    const own = this.#sticky.get(key);
     const free: number[] = [];
     for (let port = first; port <= last; port++) if (!taken(port) && this.mayHave(port, key, now)) free.push(port);
+    // A kept port comes first even when others' registrations have pushed it out of the sticky memory.
+    const kept = free.find((p) => this.#reserved.get(p)?.key === key);
+    const own = kept ?? this.#sticky.get(key);
     return [
       ...(own !== undefined && free.includes(own) ? [own] : []),
-      ...free.filter((p) => !remembered.has(p)),
+      ...free.filter((p) => !remembered.has(p) && p !== own),
       ...free.filter((p) => remembered.has(p) && p !== own),
     ];
   }

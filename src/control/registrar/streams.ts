@@ -156,6 +156,8 @@ export class StreamSide {
       this.#streams.set(chosen, record);
       const publication = this.#track(record, holder);
       this.#ports.release(chosen);
+      // A drop turns a live port into a kept one: the sum stays within the limit.
+      this.#limitReservations(owner.user);
       this.#ports.remember(key, chosen);
       if (replaces !== undefined) this.#replaced(replaces);
       await this.#save();
@@ -309,6 +311,11 @@ export class StreamSide {
     // Each reason names its port.
     const why = held.length === 0 ? "" : `, ${held.length} of them because they cannot be bound (${held[0][1]})`;
     throw refused(`Cannot publish a TCP service: all ${rangeSize(this.settings.range)} ports of this gateway (${first}-${last}) are taken${why}; try again later, or ask its admin for a larger --port-range`);
+  }
+
+  /** Keeps the ports `owner` holds, live or kept for a client that dropped, within --streams-per-user. */
+  #limitReservations(owner: string): void {
+    this.#ports.limit(owner, this.settings.perUser - this.list().filter((s) => s.owner === owner).length);
   }
 
   /** The published stream `name` of `owner`, if any. */
