@@ -63,6 +63,7 @@ const REFUSAL_LOG_EVERY_MS = 10_000;
 /** Starts the admin API on what `options` names; throws a `ConductorError` that says what is wrong. */
 export async function startAdminApi(desk: StreamDesk, options: AdminOptions, logger: Logger): Promise<AdminApi> {
   const servers: Server[] = [];
+  const refusals = refusalLog(logger);
   let port: number | null = null;
   try {
     if (options.socket !== undefined) {
@@ -83,15 +84,14 @@ export async function startAdminApi(desk: StreamDesk, options: AdminOptions, log
     if (options.listen !== undefined) {
       const { host, tokenFile } = options.listen;
       const token = await readToken(tokenFile);
-      const refusals = refusalLog(logger);
       const server = bounded(createServer((req, res) => {
         if (bearerMatches(req.headers.authorization, token)) return void answer(desk, req, res, logger);
-        refusals.count(req.socket.remoteAddress);
+        refusals.count(req.socket.remoteAddress, "withoutToken");
         // Closed at once, the body unread: nobody without the token holds a connection.
         send(res, 401, { result: "error", errors: "Cannot serve the request: it needs 'Authorization: Bearer TOKEN' with the token of the gateway's --admin-token-file" }, { "WWW-Authenticate": "Bearer", Connection: "close" });
         res.once("finish", () => req.socket.destroySoon());
       }));
-      server.on("drop", (data?: { remoteAddress?: string }) => refusals.count(data?.remoteAddress, "over the connection cap"));
+      server.on("drop", (data?: { remoteAddress?: string }) => refusals.count(data?.remoteAddress, "overConnectionCap"));
       await listen(server, { host, port: options.listen.port }, "--admin-listen");
       servers.push(server);
       port = (server.address() as { port: number }).port;
@@ -104,6 +104,7 @@ export async function startAdminApi(desk: StreamDesk, options: AdminOptions, log
   return {
     port,
     async close() {
+      refusals.stop();
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => {
         s.close(() => resolve());
         s.closeAllConnections();
@@ -122,18 +123,34 @@ function bounded(server: Server): Server {
   return server;
 }
 
-/** Counts refused requests and connections, and logs them at most once per {@link REFUSAL_LOG_EVERY_MS}. */
-function refusalLog(logger: Logger): { count(address: string | undefined, why?: string): void } {
-  let count = 0;
-  let last = 0;
+/** Why the admin API refused a caller, as its refusal log counts them: a request without the right token, or a connection over the cap. */
+type Refusal = "withoutToken" | "overConnectionCap";
+
+/**
+ * Counts refused requests and connections: the first is logged at once, the
+ * ones after it at most once per {@link REFUSAL_LOG_EVERY_MS}, with their
+ * count by reason, so that a flood is reported however short, in few lines.
+ */
+function refusalLog(logger: Logger): { count(address: string | undefined, why: Refusal): void; stop(): void } {
+  const counts = new Map<Refusal, number>();
+  let last: string | undefined;
+  let timer: NodeJS.Timeout | null = null;
+  const report = (): void => {
+    timer = null;
+    if (counts.size === 0) return;
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    logger.info(`stream admin API: refused ${total} connection${total === 1 ? "" : "s"} since the last report`, { ...Object.fromEntries(counts), last });
+    counts.clear();
+    timer = setTimeout(report, REFUSAL_LOG_EVERY_MS).unref();
+  };
   return {
-    count(address, why = "without the right token") {
-      count++;
-      const now = Date.now();
-      if (now - last < REFUSAL_LOG_EVERY_MS) return;
-      logger.info(`stream admin API: refused ${count} request${count === 1 ? "" : "s"} since the last report`, { last: address, why });
-      count = 0;
-      last = now;
+    count(address, why) {
+      counts.set(why, (counts.get(why) ?? 0) + 1);
+      last = address;
+      if (timer === null) report();
+    },
+    stop() {
+      if (timer !== null) clearTimeout(timer);
     },
   };
 }
