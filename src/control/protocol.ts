@@ -59,7 +59,7 @@ export type Reply =
   | { status: "error"; reason: string };
 
 /** A JSON value as the protocol carries it. */
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
 /**
  * Encodes one message as a line the way Python's `json.dumps` does by default

@@ -31,7 +31,11 @@ export type ErrorCode =
   | "CONDUCTOR_ERR_AGENT"
   | "CONDUCTOR_ERR_STREAM_INVALID"
   | "CONDUCTOR_ERR_STREAM_REFUSED"
-  | "CONDUCTOR_ERR_NGINX";
+  | "CONDUCTOR_ERR_NGINX"
+  | "CONDUCTOR_ERR_RATE"
+  | "CONDUCTOR_ERR_BUSY"
+  | "CONDUCTOR_ERR_IDLE_CLOSED"
+  | "CONDUCTOR_ERR_INTERNAL";
 
 /** An error with a stable `code`, and a `cause` where one exists. */
 export class ConductorError extends Error {

@@ -9,6 +9,9 @@ import { userInfo } from "node:os";
 import { dirname, resolve } from "node:path";
 import type { AddressInfo, Server } from "node:net";
 import type { Server as TlsServer } from "node:tls";
+import { prepareSocketsDir } from "../control/directories.ts";
+import { Registrar } from "../control/registrar/registrar.ts";
+import type { RateSettings } from "../control/registrar/rate.ts";
 import { startControlServer, type ControlServer } from "../control/server.ts";
 import { removeStaleSocket } from "../lib/socket_check.ts";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
@@ -16,9 +19,10 @@ import { lookupGroupId } from "../lib/users.ts";
 import type { Logger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 import { parseDomainPattern } from "../gateway/domains.ts";
-import { DEFAULT_CONNECTION_CAPS, fitToDescriptors, openFilesLimit, type ConnectionCaps } from "../gateway/connection_limits.ts";
+import { DEFAULT_CONNECTION_CAPS, fitToDescriptors, type ConnectionCaps } from "../gateway/connection_limits.ts";
+import { openFilesLimit } from "../lib/open_files.ts";
 import { createFrontEnd, type FrontTimeouts } from "../gateway/front.ts";
-import type { PoolOptions } from "../gateway/pool.ts";
+import { DEFAULT_POOL_OPTIONS, type PoolOptions } from "../gateway/pool.ts";
 import { RouteTable } from "../gateway/routes.ts";
 import { createStats, type Stats } from "../gateway/stats.ts";
 import { loadTls, type TlsFiles } from "../gateway/tls.ts";
@@ -53,6 +57,8 @@ export interface GatewayOptions {
   maxPending?: number;
   /** Close a route after this long without browser activity, in ms (--max-idle); undefined for never. */
   maxIdleMs?: number;
+  /** Each user's registrations at once and per minute (--max-registrations-per-minute). */
+  registrationRate?: RateSettings;
   frontTimeouts?: FrontTimeouts;
   /** Largest request body accepted, in bytes (413 beyond); 0 for no limit. */
   maxRequestBody?: number;
@@ -111,31 +117,43 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     routes.setPatterns([parseDomainPattern("port" in address ? `{key}-{user}.localhost:${address.port}` : "{key}-{user}.localhost")]);
   }
   const state = new GatewayState(options.stateDir, logger);
+  let registrar: Registrar | null = null;
   try {
     await state.prepare();
-    control = await startControlServer({
-      state,
-      // Behind a reverse proxy on a UNIX socket, browsers are expected to come over TLS.
-      scheme: tls !== undefined || !("port" in address) ? "https" : "http",
-      runtimeDir: options.runtimeDir,
-      stateDir: options.stateDir,
-      streams: options.streams,
+    const socketsDir = await prepareSocketsDir(options.runtimeDir);
+    registrar = await Registrar.open({
       routes,
       stats,
       logger,
-      maxRoutesPerUser: options.maxRoutesPerUser,
+      pool: options.pool ?? DEFAULT_POOL_OPTIONS,
+      state,
+      socketsDir,
+      runtimeDir: options.runtimeDir,
+      stateDir: options.stateDir,
+      maxRoutesPerUser: options.maxRoutesPerUser ?? 64,
+      maxIdleMs: options.maxIdleMs ?? 0,
+      rate: options.registrationRate,
+      streams: options.streams,
+    });
+    control = await startControlServer({
+      registrar,
+      socketsDir,
+      // Behind a reverse proxy on a UNIX socket, browsers are expected to come over TLS.
+      scheme: tls !== undefined || !("port" in address) ? "https" : "http",
+      runtimeDir: options.runtimeDir,
+      logger,
       configTimeoutMs: options.configTimeoutMs,
       maxPending: options.maxPending,
-      maxIdleMs: options.maxIdleMs,
-      pool: options.pool,
     });
-    if (options.admin !== undefined && control.streams !== null) admin = await startAdminApi(control.streams, options.admin, logger);
+    if (options.admin !== undefined && registrar.streams !== null) admin = await startAdminApi(registrar.streams, options.admin, logger);
   } catch (err) {
     await control?.close();
+    await registrar?.close();
     await new Promise((resolve) => server.close(resolve));
     if ("path" in address) await fs.rm(address.path, { force: true });
     throw err;
   }
+  const openRegistrar = registrar;
   const controlServer = control;
   await warnIfUnreachable(controlServer.path, logger);
   front.ready();
@@ -159,6 +177,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
         front.closeIdle();
         await admin?.close();
         await controlServer.close();
+        await openRegistrar.close();
         const grace = setTimeout(() => front.destroyAll(), options.shutdownGraceMs ?? 5_000);
         await stopped;
         clearTimeout(grace);
