@@ -58,3 +58,8 @@ export function isErrno(err: unknown, code: string): boolean {
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A usage error of `program`'s command line: the reason, then where to read more ("Try 'PROGRAM --help'."). */
+export function usageError(program: string, reason: string): ConductorError {
+  return new ConductorError("CONDUCTOR_ERR_USAGE", `${reason}\nTry '${program} --help'.`);
+}
