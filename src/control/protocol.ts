@@ -2,7 +2,8 @@
  * The control socket's wire protocol: JSON lines, UTF-8, one object per line,
  * compatible with the original Python conductor in both directions.
  *
- * - server → client on connect: `{"status": "ok", "directory": "<absolute path>"}`
+ * - server → client on connect: `{"status": "ok", "directory": "<absolute path>"}` (this
+ *   gateway adds `"version"` and `"domains"`, its domain patterns, which old clients ignore)
  * - client → server: `{"auth": "<hex blake2b-512 of the token>", "key": "<key>"}`
  * - server → client: `{"status": "ok", "urls": [...]}` or `{"status": "error", "reason": "..."}`
  * - then the connection is held open; EOF from either side ends the registration.

@@ -144,6 +144,8 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       logger,
       configTimeoutMs: options.configTimeoutMs,
       maxPending: options.maxPending,
+      version: VERSION,
+      domains: () => routes.patterns.map((p) => p.source),
     });
     if (options.admin !== undefined && registrar.streams !== null) admin = await startAdminApi(registrar.streams, options.admin, logger);
   } catch (err) {

@@ -9,6 +9,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { VERSION } from "../../src/lib/version.ts";
 import { isRoot, needsRoot } from "../helpers/env.ts";
 import { defer } from "../helpers/cleanup.ts";
 import { conductorCommand, startConductor, userDir } from "../helpers/conductor.ts";
@@ -317,6 +318,8 @@ test("conductor check goes the way a run goes, prints each step and the gateway'
   assert.equal(lines[0], `ssh             connecting to 127.0.0.1 port ${sshd.port} as ${sshd.loginName("alice")} (ConnectTimeout 30 s)`);
   assert.equal(lines[2], `control socket  ${gw.controlPath} answered`);
   assert.match(lines[3], new RegExp(`^banner          ok, directory ${gw.runtimeDir}/sockets/`));
+  assert.equal(lines[4], `gateway         conductor-server ${VERSION}`);
+  assert.equal(lines[5], `domains         ${gw.host("{key}", "{user}")}`);
 
   const wrong = await conductorCommand(t, "alice", ["check", ...options, `${destination}${gw.runtimeDir}/nosuch`]);
   assert.equal(wrong.code, 1);
