@@ -11,7 +11,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { readLines } from "../control/lines.ts";
 import { decodeLine, encodeLine, GOODBYE, parseBanner, parseReply } from "../control/protocol.ts";
-import { ConductorError, messageOf } from "../lib/errors.ts";
+import { ConductorError, messageOf, RegistrationRefused } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { SAFE_PATH_RE } from "../ssh/destination.ts";
 import { connectTimeoutOf, type SshSettings } from "../ssh/master.ts";
@@ -52,14 +52,6 @@ export interface SessionOptions {
 class ControlClosed extends ConductorError {
   constructor(what: string) {
     super("CONDUCTOR_ERR_PROTOCOL", `Cannot register: the gateway closed the control connection before sending ${what}`);
-  }
-}
-
-/** The gateway refused the registration: trying again would not help. */
-export class RegistrationRefused extends ConductorError {
-  constructor(reason: string) {
-    super("CONDUCTOR_ERR_PROTOCOL", reason);
-    this.name = "RegistrationRefused";
   }
 }
 
@@ -145,7 +137,7 @@ export class GatewaySession {
       if (o.tcp?.port != null) config.port = o.tcp.port;
       control.write(encodeLine(config));
       const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
-      if (reply.status === "error") throw new RegistrationRefused(reply.reason);
+      if (reply.status === "error") throw new RegistrationRefused(reply.reason, reply.code);
       if (o.tcp !== undefined && reply.port === undefined) {
         throw new RegistrationRefused("Cannot publish a TCP service: this gateway answered with web addresses only (the original conductor, or an older conductor-server); publish it on a gateway with TCP streams");
       }

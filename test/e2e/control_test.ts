@@ -69,6 +69,7 @@ test("control protocol: a second registration of a key with another token is ref
   const second = await register(t, gw.controlPath, { key: "lab", token: "token-two" });
   assert.equal(second.reply.status, "error");
   assert.match(String(second.reply.reason), /already has a live route with key 'lab'/);
+  assert.equal(second.reply.code, "CONDUCTOR_ERR_KEY_TAKEN", "a stable code tells a client what the reason says (an extension)");
   await second.process.exited;
   assert.ok(await waitFor(async () => !existsSync(second.banner.directory as string)), "refused client's directory is removed");
 
