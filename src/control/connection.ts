@@ -24,6 +24,9 @@ export interface ConnectionContext {
   scheme: "http" | "https";
   /** Time a new connection has to send its request, in ms. */
   configTimeoutMs: number;
+  /** The gateway's version and domain patterns, told in the banner (an extension old clients ignore; `conductor check` prints them). */
+  version: string;
+  domains: () => string[];
   /** Connections that have not sent their request yet. */
   pending: number;
   /** Open connections. */
@@ -70,7 +73,7 @@ export class ControlConnection implements Holder {
     createClientDir(ctx.socketsDir).then((dir) => {
       if (this.#state === CLOSED) return ctx.registrar.discard(dir);
       this.#directory = dir;
-      this.#reply({ status: "ok", directory: dir });
+      this.#reply({ status: "ok", directory: dir, version: ctx.version, domains: ctx.domains() });
       ctx.logger.debug("control connection", { conn: id, dir });
     }).catch((err) => {
       ctx.logger.error("cannot create client directory", { dir: ctx.socketsDir, error: err });

@@ -31,6 +31,10 @@ export interface ControlOptions {
   maxPending?: number;
   /** The scheme browsers reach the gateway with. */
   scheme: "http" | "https";
+  /** The gateway's version, told in the banner. */
+  version: string;
+  /** The domain patterns routes are published under, told in the banner. */
+  domains: () => string[];
 }
 
 /** A running control server. */
@@ -62,6 +66,8 @@ export async function startControlServer(options: ControlOptions): Promise<Contr
     logger,
     socketsDir: options.socketsDir,
     scheme: options.scheme,
+    version: options.version,
+    domains: options.domains,
     configTimeoutMs: options.configTimeoutMs ?? 30_000,
     pending: 0,
     open: new Set(),

@@ -7,7 +7,7 @@
  */
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { ConductorError, messageOf } from "../lib/errors.ts";
+import { messageOf, usageError, type ConductorError } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { DEFAULT_CONNECTION_CAPS } from "../gateway/connection_limits.ts";
 import { parseDomainPattern } from "../gateway/domains.ts";
@@ -378,7 +378,7 @@ function size(text: string, option: string): number {
 }
 
 function usage(reason: string): ConductorError {
-  return new ConductorError("CONDUCTOR_ERR_USAGE", `${reason}\nTry 'conductor-server --help'.`);
+  return usageError("conductor-server", reason);
 }
 
 /** Pool settings for --max-app-connections N: N open, N more waiting (no queue without a cap). */

@@ -5,7 +5,8 @@
  * @module
  */
 import { promises as fs } from "node:fs";
-import { dirname } from "node:path";
+import { userInfo } from "node:os";
+import { dirname, resolve } from "node:path";
 import type { AddressInfo, Server } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import { prepareSocketsDir } from "../control/directories.ts";
@@ -143,6 +144,8 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       logger,
       configTimeoutMs: options.configTimeoutMs,
       maxPending: options.maxPending,
+      version: VERSION,
+      domains: () => routes.patterns.map((p) => p.source),
     });
     if (options.admin !== undefined && registrar.streams !== null) admin = await startAdminApi(registrar.streams, options.admin, logger);
   } catch (err) {
@@ -154,6 +157,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
   }
   const openRegistrar = registrar;
   const controlServer = control;
+  await warnIfUnreachable(controlServer.path, logger);
   front.ready();
   logger.info("gateway listening", { ...address, tls: tls !== undefined, clientCertificates: tls?.requestCert ?? false, domains: routes.patterns.map((p) => p.source) });
 
@@ -199,7 +203,8 @@ async function listen(server: Server, options: GatewayOptions): Promise<Gateway[
     }
     await removeStaleSocket(path, "--sock");
     await new Promise<void>((resolve, reject) => {
-      const fail = (err: Error): void => reject(new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot listen on --sock ${path}: ${messageOf(err)}`, { cause: err }));
+      const fail = (err: Error): void => reject(new ConductorError("CONDUCTOR_ERR_USAGE",
+        `Cannot listen on --sock ${path}: ${messageOf(err)}${isErrno(err, "EACCES") ? sockDirHint(path, options.runtimeDir) : ""}`, { cause: err }));
       server.once("error", fail);
       server.listen(path, () => { server.off("error", fail); resolve(); });
     });
@@ -222,6 +227,36 @@ async function listen(server: Server, options: GatewayOptions): Promise<Gateway[
     server.listen({ port: options.port, host: options.bind }, () => resolve());
   });
   return { port: (server.address() as AddressInfo).port };
+}
+
+/** For a --sock path the gateway may not create (EACCES, as without systemd): which directory to make, owned by whom. */
+function sockDirHint(path: string, runtimeDir: string): string {
+  let user: string;
+  try {
+    user = userInfo().username;
+  } catch {
+    user = String(process.geteuid?.());
+  }
+  const dir = dirname(path);
+  return `; the gateway's user ${user} may not create files in ${dir}: create a directory it owns for the socket ` +
+    `(install -d -m 0755 -o ${user} ${dir}/conductor, then --sock ${dir}/conductor/http.sock), or put the socket in its runtime directory (--sock ${runtimeDir}/http.sock)`;
+}
+
+/**
+ * Warns when sshd, which connects to the control socket as each user, could
+ * not reach it: the runtime directory or one above it that others may not enter.
+ */
+async function warnIfUnreachable(controlPath: string, logger: Logger): Promise<void> {
+  for (let dir = dirname(resolve(controlPath)); ; dir = dirname(dir)) {
+    const st = await fs.stat(dir).catch(() => null);
+    if (st !== null && (st.mode & 0o001) === 0) {
+      const mode = (st.mode & 0o7777).toString(8).padStart(4, "0");
+      logger.warn(`Users cannot reach the control socket ${controlPath}: sshd connects to it as each user, and ${dir} is mode ${mode} (owner uid ${st.uid}), which others may not enter; make it mode 0755 (chmod 755 ${dir})`,
+        { dir, mode, uid: st.uid });
+      return;
+    }
+    if (dir === "/") return;
+  }
 }
 
 /** Requests waiting for a connection to their app, over every route. */

@@ -54,6 +54,8 @@ export class OwnNginx {
   #restarting = false;
   #backoffMs = 1000;
   #nextStartAt = 0;
+  /** Workers that said they are shutting down (they stopped accepting; they may serve open connections for long). */
+  #quitting = new Set<number>();
 
   constructor(command: NginxCommand, logger: Logger) {
     this.#command = command;
@@ -120,23 +122,15 @@ export class OwnNginx {
   async reload(): Promise<void> {
     const pid = this.#pid;
     if (pid === null) return this.start();
-    const old = new Set(await this.#workersOf(pid));
+    await this.#readLog();
+    // Workers of earlier reloads that still serve connections stopped accepting long ago.
+    const old = (await this.#workersOf(pid)).filter((w) => !this.#quitting.has(w));
     const reconfigured = this.#outcome((line) => /: reconfiguring$/.test(line));
-    const quitting = new Set<number>();
-    const watchQuit = (line: string): void => {
-      const m = /(\d+)#\d+: (?:gracefully shutting down|exiting)$/.exec(line) ?? /worker process (\d+) exited/.exec(line);
-      if (m !== null) quitting.add(Number(m[1]));
-    };
-    this.#watchers.add(watchQuit);
-    try {
-      process.kill(pid, "SIGHUP");
-      const result = await reconfigured;
-      if (!result.ok) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx did not take the new configuration: ${result.error}`);
-      // Until the old workers let go of the listening sockets, they may accept a connection for the old configuration.
-      await this.#until(() => [...old].every((w) => quitting.has(w)), "the old workers to stop accepting");
-    } finally {
-      this.#watchers.delete(watchQuit);
-    }
+    process.kill(pid, "SIGHUP");
+    const result = await reconfigured;
+    if (!result.ok) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx did not take the new configuration: ${result.error}`);
+    // Until the old workers let go of the listening sockets, they may accept a connection for the old configuration.
+    await this.#until(() => old.every((w) => this.#quitting.has(w) || !alive(w)), "the old workers to stop accepting");
   }
 
   /** The last lines of nginx's log, for error reports. */
@@ -267,6 +261,10 @@ export class OwnNginx {
   }
 
   #onLine(line: string): void {
+    const quit = /(\d+)#\d+: (?:gracefully shutting down|exiting)$/.exec(line);
+    if (quit !== null) this.#quitting.add(Number(quit[1]));
+    const exited = /worker process (\d+) exited/.exec(line);
+    if (exited !== null) this.#quitting.delete(Number(exited[1]));
     this.#log.push(line);
     if (this.#log.length > LOG_LINES) this.#log.splice(0, this.#log.length - LOG_LINES);
     if (FAILURE_RE.test(line) && !PER_CONNECTION_RE.test(line)) this.#logger.warn("nginx", { line });
@@ -312,6 +310,7 @@ export class OwnNginx {
   async killStrays(): Promise<void> {
     const ours: number[] = [];
     for (const pid of await nginxPids()) if (await this.#isOurs(pid)) ours.push(pid);
+    this.#quitting.clear();
     if (ours.length === 0) return;
     for (const pid of ours) signal(pid, "SIGKILL");
     this.#logger.info("stopped nginx processes of the streams left from before", { pids: ours });

@@ -10,13 +10,8 @@
  *
  * @module
  */
-import type { PoolOptions } from "../../gateway/pool.ts";
-import type { RouteTable } from "../../gateway/routes.ts";
-import type { Stats } from "../../gateway/stats.ts";
 import { ConductorError } from "../../lib/errors.ts";
-import type { Logger } from "../../lib/log.ts";
 import { everySecond } from "../../lib/sweeper.ts";
-import type { GatewayState } from "../../state/gateway_state.ts";
 import type { StreamSettings } from "../../streams/settings.ts";
 import { removeClientDir, sweepClientDirs } from "../directories.ts";
 import type { Json, RegisterRequest } from "../protocol.ts";
@@ -24,20 +19,12 @@ import { admitSocket, identify } from "./admission.ts";
 import { IdlePolicy } from "./idle.ts";
 import type { Ending, Holder, Publication, RoutePublication, StreamPublication } from "./publication.ts";
 import { DEFAULT_RATE, RegistrationRate, type RateSettings } from "./rate.ts";
-import { RouteSide } from "./routes.ts";
+import { RouteSide, type RouteContext } from "./routes.ts";
 import { watchSilence } from "./silence.ts";
 import { StreamSide } from "./streams.ts";
 
 /** Settings of {@link Registrar.open}. */
-export interface RegistrarOptions {
-  routes: RouteTable;
-  stats: Stats;
-  logger: Logger;
-  pool: PoolOptions;
-  /** Where routes are stored; those stored there are taken over at start. */
-  state: GatewayState;
-  /** The sockets directory, holding the client directories. */
-  socketsDir: string;
+export interface RegistrarOptions extends RouteContext {
   runtimeDir: string;
   /** Where the streams are stored. */
   stateDir: string;

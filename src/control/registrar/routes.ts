@@ -24,14 +24,20 @@ import type { IdlePolicy } from "./idle.ts";
 import { mayTake } from "./policy.ts";
 import type { Ending, Holder, RoutePublication } from "./publication.ts";
 
-/** What the route side needs. */
-export interface RouteSideOptions {
+/** What publishing routes needs: the table browsers are routed by, counters, log, pool settings, the state, the sockets directory. */
+export interface RouteContext {
   routes: RouteTable;
   stats: Stats;
   logger: Logger;
   pool: PoolOptions;
+  /** Where routes are stored; those stored there are taken over at start. */
   state: GatewayState;
+  /** The sockets directory, holding the client directories. */
   socketsDir: string;
+}
+
+/** What the route side needs. */
+export interface RouteSideOptions extends RouteContext {
   /** Most routes one user may hold. */
   maxPerUser: number;
   idle: IdlePolicy;
