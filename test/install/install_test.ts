@@ -88,9 +88,10 @@ function sysadminPath(t: Cleanup): string {
 
 /** Every file (not directory) under `dir`, relative to it. */
 function filesUnder(dir: string): string[] {
-  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<{ isDirectory(): boolean; parentPath: string; name: string }>)
+  // Node before 18.20 (and 20.12) names an entry's directory `path`, later ones `parentPath`.
+  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<{ isDirectory(): boolean; parentPath?: string; path: string; name: string }>)
     .filter((e) => !e.isDirectory())
-    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .map((e) => join(e.parentPath ?? e.path, e.name).slice(dir.length + 1))
     .sort();
 }
 
@@ -160,7 +161,9 @@ test("the tarball installs with make install and node, ssh and coreutils only; t
   assert.deepEqual(filesUnder(root), [], "make uninstall leaves no file");
 });
 
-test("make install NODE=... writes that interpreter into the launchers, which refuse a Node.js older than 20 and say what to do", { skip }, (t) => {
+test("make install NODE=... writes that interpreter into the launchers, which refuse a Node.js older than package.json's engines and say what to do", { skip }, (t) => {
+  const floor = /^>=([0-9]+)\.([0-9]+)$/.exec(JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")).engines.node);
+  assert.ok(floor, "package.json's engines.node is >=MAJOR.MINOR");
   const unpacked = openDir(t, "conductor-unpacked-");
   run("tar", ["-xzf", buildTarball(t), "-C", unpacked]);
   const prefix = join(openDir(t, "conductor-prefix-"), "usr");
@@ -168,13 +171,22 @@ test("make install NODE=... writes that interpreter into the launchers, which re
   const launcher = join(prefix, "bin", "conductor");
   assert.equal(readFileSync(launcher, "utf8").split("\n")[0], `#!${process.execPath}`);
   assert.equal(run(launcher, ["--version"]), `conductor ${VERSION}\n`);
-  // Node 18 cannot be installed here: this node, told before the launcher runs that it is 18.
-  const older = join(openDir(t, "conductor-node18-"), "pretend-18.cjs");
-  writeFileSync(older, 'Object.defineProperty(process.versions, "node", { value: "18.19.0" });\nObject.defineProperty(process, "version", { value: "v18.19.0" });\n');
-  const refused = spawnSync(process.execPath, ["--require", older, launcher, "--version"], { encoding: "utf8" });
-  assert.equal(refused.status, 1);
-  assert.equal(refused.stdout, "");
-  assert.match(refused.stderr, /^conductor: needs Node\.js 20 or later, but .* is v18\.19\.0\.\nPut a newer node first on PATH, or reinstall with: make install NODE=/);
+  // This node, told before the launcher runs that it is another version.
+  const pretend = (version: string): ReturnType<typeof spawnSync> => {
+    const script = join(openDir(t, "conductor-pretend-"), "pretend.cjs");
+    writeFileSync(script, `Object.defineProperty(process.versions, "node", { value: "${version}" });\nObject.defineProperty(process, "version", { value: "v${version}" });\n`);
+    return spawnSync(process.execPath, ["--require", script, launcher, "--version"], { encoding: "utf8" });
+  };
+  const [major, minor] = [Number(floor[1]), Number(floor[2])];
+  const oldest = pretend(`${major}.${minor}.0`);
+  assert.equal(oldest.status, 0, `the oldest Node.js it supports runs it: ${oldest.stderr}`);
+  for (const version of [...(minor > 0 ? [`${major}.${minor - 1}.9`] : []), `${major - 1}.99.0`]) {
+    const refused = pretend(version);
+    assert.equal(refused.status, 1, version);
+    assert.equal(refused.stdout, "");
+    assert.equal(refused.stderr, `conductor: needs Node.js ${major}.${minor} or later, but ${process.execPath} is v${version}.\n` +
+      "Put a newer node first on PATH, or reinstall with: make install NODE=/path/to/bin/node\n");
+  }
 });
 
 test("the systemd units verify clean and the service's exposure is at most 2.0", { skip: skip || systemdMissing }, (t) => {
