@@ -7,6 +7,7 @@
  */
 import { promises as fs } from "node:fs";
 import { ConductorError } from "../lib/errors.ts";
+import { readProcFile } from "../lib/proc.ts";
 
 /** The first descriptor systemd passes (SD_LISTEN_FDS_START). */
 const FIRST_FD = 3;
@@ -54,6 +55,6 @@ export async function activatedAddress(fd: number, proc = "/proc/self"): Promise
 
 /** The rows of a table of /proc/net, split into fields, without the heading; none when it cannot be read. */
 async function tableRows(path: string): Promise<string[][]> {
-  const text = await fs.readFile(path, "utf8").catch(() => "");
+  const text = await readProcFile(path).catch(() => "");
   return text.split("\n").slice(1).map((line) => line.trim().split(/\s+/));
 }
