@@ -7,16 +7,16 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { VERSION } from "../../src/lib/version.ts";
-import { defer, type Cleanup } from "../helpers/cleanup.ts";
+import type { Cleanup } from "../helpers/cleanup.ts";
 import { startConductor } from "../helpers/conductor.ts";
-import { distDir, repoRoot } from "../helpers/env.ts";
+import { repoRoot } from "../helpers/env.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
+import { buildTarball, openDir, run } from "../helpers/release.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 
 /** What a sysadmin's machine has: the tools the Makefile and the programs use. */
@@ -31,51 +31,6 @@ function which(name: string): string | null {
     if (dir !== "" && existsSync(join(dir, name))) return join(dir, name);
   }
   return null;
-}
-
-/** A fresh directory every user can read; removed when `t` ends. */
-function openDir(t: Cleanup, prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  chmodSync(dir, 0o755);
-  defer(t, () => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** Runs `command` and fails with its output when it does not exit 0. */
-function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  const result = spawnSync(command, args, { cwd: options.cwd, env: options.env ?? process.env, encoding: "utf8" });
-  assert.equal(result.status, 0, `${command} ${args.join(" ")} exited ${result.status}:\n${result.stdout}\n${result.stderr}`);
-  return result.stdout;
-}
-
-/**
- * A copy of the source tree with the JavaScript the suite already compiled,
- * newer than the sources, so that make gathers it without running tsc.
- * With `touchedAt`, every file's times are set to that moment first.
- */
-function sourceCopy(t: Cleanup, touchedAt?: Date): string {
-  const dir = openDir(t, "conductor-src-");
-  for (const name of ["src", "make", "man", "contrib", "Makefile", "README.md", "LICENSE", "package.json", "tsconfig.json"]) {
-    cpSync(join(repoRoot, name), join(dir, name), { recursive: true });
-  }
-  if (touchedAt !== undefined) touchAll(dir, touchedAt);
-  cpSync(join(distDir, "src"), join(dir, "dist", "src"), { recursive: true });
-  return dir;
-}
-
-function touchAll(path: string, when: Date): void {
-  utimesSync(path, when, when);
-  for (const entry of readdirSync(path, { withFileTypes: true })) {
-    if (entry.isDirectory()) touchAll(join(path, entry.name), when);
-    else utimesSync(join(path, entry.name), when, when);
-  }
-}
-
-/** Builds the release tarball in a copy of the sources; returns its path. */
-function buildTarball(t: Cleanup, touchedAt?: Date): string {
-  const dir = sourceCopy(t, touchedAt);
-  run("make", ["dist"], { cwd: dir, env: { ...process.env, SOURCE_DATE_EPOCH: "1767225600" } });
-  return join(dir, `conductor-${VERSION}.tar.gz`);
 }
 
 /** A directory holding node, ssh and the usual tools, and nothing of npm: the PATH of a locked-down cluster. */
