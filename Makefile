@@ -1,6 +1,8 @@
 # conductor: build, release tarball, install.
 #
 # From a release tarball (prebuilt JavaScript in lib/conductor, no npm needed):
+#   make demo                   # the whole chain on loopback: sshd, gateway, a sample app (Ctrl-C stops it)
+#   make check                  # the same as a self-test: stops by itself, exits 0 when the chain works
 #   make install [PREFIX=/usr/local] [DESTDIR=...] [NODE=/usr/bin/node]
 #   make install-systemd        # the gateway's units, into $(systemdunitdir)
 #   make uninstall              # removes exactly what install put there
@@ -39,7 +41,7 @@ DOCS = README.md LICENSE
 UNITS = contrib/systemd/conductor-server.service contrib/systemd/conductor-server.socket
 DIST = conductor-$(VERSION)
 
-.PHONY: all dist install install-systemd uninstall clean
+.PHONY: all demo check dist install install-systemd uninstall clean
 
 all: lib/conductor/package.json
 
@@ -58,6 +60,13 @@ lib/conductor/package.json: dist/src/bin/conductor.js
 	done
 	printf '{\n  "name": "conductor",\n  "version": "%s",\n  "private": true,\n  "type": "module",\n  "engines": { "node": ">=%s" }\n}\n' '$(VERSION)' '$(NODE_MIN)' > $@
 endif
+
+# The demo needs node and OpenSSH's sshd only; it runs as you and keeps its files in a temporary directory.
+demo: all
+	$(NODE) lib/conductor/demo/main.js
+
+check: all
+	$(NODE) lib/conductor/demo/main.js --once
 
 dist: all
 	rm -rf $(DIST) $(DIST).tar.gz

@@ -72,7 +72,7 @@ export async function register(options: RegisterOptions): Promise<Registered> {
   if (problem !== null) throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot register: the token ${problem}; give at least ${MIN_TOKEN_LENGTH} random characters, or none to have one made`);
   const registry = registryDir(env);
   const session = new GatewaySession({
-    ssh: clientSsh(env, parseDestination(options.gateway), options.sshOptions ?? []),
+    ssh: clientSsh(env, { destination: parseDestination(options.gateway), sshOptions: options.sshOptions ?? [] }),
     appSocket: options.socket,
     key,
     name,
