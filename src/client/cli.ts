@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { isAbsolute, resolve } from "node:path";
 import { messageOf, usageError } from "../lib/errors.ts";
-import { normalizeKey, normalizeName } from "../control/protocol.ts";
+import { DEFAULT_KEY, normalizeKey, normalizeName } from "../control/protocol.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { DEFAULT_CONTROL_PATH, parseDestination, type Destination } from "../ssh/destination.ts";
 import { DEFAULT_CONNECT_TIMEOUT_SECONDS, identityAgent } from "../ssh/master.ts";
@@ -268,7 +268,7 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
   if (appSocket.includes(":")) throw usage(`the app socket path ${appSocket} contains ':', which ssh cannot forward; choose another path`);
   if (Buffer.byteLength(appSocket) > 107) throw usage(`the app socket path ${appSocket} is longer than the 107 bytes a UNIX socket path may have; choose a shorter one`);
   const key = values.key === undefined || values.key === "" ? null : wrap(() => normalizeKey(values.key));
-  const name = values.name === undefined ? key ?? "none" : wrap(() => normalizeName(values.name));
+  const name = values.name === undefined ? key ?? DEFAULT_KEY : wrap(() => normalizeName(values.name));
   const idleTimeoutMs = values["idle-timeout"] === undefined ? null : duration(values["idle-timeout"], "--idle-timeout") * 1000;
   const tcp = values.tcp ?? false;
   if (values.port !== undefined && !tcp) throw usage("--port goes with --tcp");

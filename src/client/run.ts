@@ -18,6 +18,7 @@ import type { EventSink } from "./events.ts";
 import type { Backoff } from "./publish.ts";
 import { keepPublished } from "./publish.ts";
 import { IdleWatch } from "./idle.ts";
+import { DEFAULT_KEY } from "../control/protocol.ts";
 import { GatewaySession, type Registration } from "./session.ts";
 import { socketExposure } from "./privacy.ts";
 import { inspectSocketPath, removeIfStale } from "./socket_owner.ts";
@@ -139,7 +140,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
 
   const started = new Date().toISOString();
   const record = (registration: Registration): ServiceRecord => ({
-    name: args.name, kind: args.tcp ? "tcp" : "http", key: args.key ?? "none", gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
+    name: args.name, kind: args.tcp ? "tcp" : "http", key: args.key ?? DEFAULT_KEY, gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
     ...(registration.port === undefined ? {} : { address: registration.address, port: registration.port }),
     token, ...selfPid(), started, socket: args.appSocket, ...(tls === undefined ? {} : { tls }),
   });

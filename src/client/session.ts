@@ -10,7 +10,7 @@ import { promises as fs } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { readLines } from "../control/lines.ts";
-import { decodeLine, encodeLine, GOODBYE, parseBanner, parseReply } from "../control/protocol.ts";
+import { decodeLine, DEFAULT_KEY, encodeLine, GOODBYE, parseBanner, parseReply } from "../control/protocol.ts";
 import { ConductorError, messageOf, RegistrationRefused } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { SAFE_PATH_RE } from "../ssh/destination.ts";
@@ -95,7 +95,7 @@ interface ControlChannel {
 
 /** A session that only asks the gateway (list, check), registering nothing. */
 export function querySession(options: Pick<SessionOptions, "ssh" | "runtimeDir" | "events" | "logger">): GatewaySession {
-  return new GatewaySession({ ...options, appSocket: "", key: null, name: "none", token: "", authHash: "", appReady: async () => {} });
+  return new GatewaySession({ ...options, appSocket: "", key: null, name: DEFAULT_KEY, token: "", authHash: "", appReady: async () => {} });
 }
 
 /** The connection to one gateway, registered again as often as needed. */
@@ -132,7 +132,7 @@ export class GatewaySession {
 
       const config: Record<string, string | number> = { auth: o.authHash };
       if (o.key !== null) config.key = o.key;
-      if (o.name !== (o.key ?? "none")) config.name = o.name;
+      if (o.name !== (o.key ?? DEFAULT_KEY)) config.name = o.name;
       if (o.tcp !== undefined) config.kind = "tcp";
       if (o.tcp?.port != null) config.port = o.tcp.port;
       control.write(encodeLine(config));
