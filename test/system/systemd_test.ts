@@ -114,7 +114,7 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
     assert.equal(await c.run([DEBIAN_NODE, "/opt/check/echo-client.cjs", String(port), tag]), `ping ${tag}\n`);
   };
 
-  /** The gateway's main process: its interpreter and capabilities. */
+  /** The gateway's main process (once it answers): its interpreter, capabilities and user. */
   const gateway = async (): Promise<{ pid: string; exe: string; caps: string; user: string }> => {
     const pid = (await c.run(["systemctl", "show", "--value", "--property=MainPID", "conductor-server.service"])).trim();
     const status = await c.run(["cat", `/proc/${pid}/status`]);
@@ -132,6 +132,8 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
       // The rounds start the gateway more often than systemd's start limit allows (5 starts in 10 s): count afresh.
       await c.run(["systemctl", "reset-failed", "conductor-server.service", "conductor-server.socket"]);
       await c.run(["systemctl", "restart", "conductor-server.service"]);
+      // Answered once the gateway runs: systemctl returns as soon as systemd has forked it (Type=simple).
+      assert.equal((await get("status.gw.test", "/_conductor/status", "save")).status, 200);
       const gw = await gateway();
       assert.equal(gw.exe, node, "the launcher runs the gateway with the Node.js make install was given");
       assert.equal(gw.user, "conductor");
