@@ -31,6 +31,8 @@ TSC = node_modules/.bin/tsc
 
 # The version, from the sources (git tree) or from the compiled JavaScript (tarball).
 VERSION := $(shell sed -n 's/^export const VERSION = "\(.*\)";$$/\1/p' src/lib/version.ts lib/conductor/lib/version.js 2>/dev/null | head -n 1)
+# The oldest Node.js that runs conductor: package.json's "engines" (git tree), copied into lib/conductor (tarball).
+NODE_MIN := $(shell sed -n 's/.*"node": ">=\([0-9.]*\)".*/\1/p' package.json lib/conductor/package.json 2>/dev/null | head -n 1)
 # Release timestamps: the last commit's time, so two builds of one commit are identical.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
@@ -56,7 +58,7 @@ lib/conductor/package.json: dist/src/bin/conductor.js
 	cd src && find . -name '*.ts' | while read -r f; do \
 	    mkdir -p "../lib/conductor/$${f%/*}" && cp "../dist/src/$${f%.ts}.js" "../lib/conductor/$${f%.ts}.js" || exit 1; \
 	done
-	printf '{\n  "name": "conductor",\n  "version": "%s",\n  "private": true,\n  "type": "module"\n}\n' '$(VERSION)' > $@
+	printf '{\n  "name": "conductor",\n  "version": "%s",\n  "private": true,\n  "type": "module",\n  "engines": { "node": ">=%s" }\n}\n' '$(VERSION)' '$(NODE_MIN)' > $@
 endif
 
 # The demo needs node and OpenSSH's sshd only; it runs as you and keeps its files in a temporary directory.
@@ -94,7 +96,8 @@ install: all
 
 # $(call launcher,PROGRAM,DIR): writes DIR/PROGRAM, which finds the JavaScript relative to itself.
 define launcher
-	sed -e 's|@NODE@|$(NODE)|' -e 's|@PROGRAM@|$(1)|g' -e 's|@VERSION@|$(VERSION)|' \
+	@test -n '$(NODE_MIN)' || { echo "make: cannot read the oldest Node.js from package.json's engines" >&2; exit 1; }
+	sed -e 's|@NODE@|$(NODE)|' -e 's|@PROGRAM@|$(1)|g' -e 's|@VERSION@|$(VERSION)|' -e 's|@NODE_MIN@|$(NODE_MIN)|g' \
 	    -e "s|@PKGLIB_REL@|$$(realpath -m --relative-to='$(2)' '$(pkglibdir)')|g" make/launcher.in > $(DESTDIR)$(2)/$(1)
 	chmod 755 $(DESTDIR)$(2)/$(1)
 endef

@@ -9,6 +9,7 @@
  */
 import { promises as fs, type Stats } from "node:fs";
 import { dirname } from "node:path";
+import { readProcFile } from "../lib/proc.ts";
 import { kindOf, socketAnswers } from "../lib/socket_check.ts";
 import { ConductorError, isErrno } from "../lib/errors.ts";
 
@@ -44,7 +45,7 @@ export async function inspectSocketPath(path: string): Promise<SocketState> {
 
 /** Inodes of listening sockets bound to `path`, from /proc/net/unix. */
 export async function listenerInodes(path: string): Promise<Set<number>> {
-  const text = await fs.readFile("/proc/net/unix", "utf8").catch(() => "");
+  const text = await readProcFile("/proc/net/unix").catch(() => "");
   const inodes = new Set<number>();
   for (const line of text.split("\n").slice(1)) {
     // Num RefCount Protocol Flags Type St Inode Path

@@ -14,6 +14,7 @@ import { Registrar } from "../control/registrar/registrar.ts";
 import type { RateSettings } from "../control/registrar/rate.ts";
 import { startControlServer, type ControlServer } from "../control/server.ts";
 import { removeStaleSocket } from "../lib/socket_check.ts";
+import { activatedAddress } from "./socket_activation.ts";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 import { lookupGroupId } from "../lib/users.ts";
 import type { Logger } from "../lib/log.ts";
@@ -111,8 +112,11 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
     connectionCaps: connectionCapsFor(options.connectionCaps ?? DEFAULT_CONNECTION_CAPS, logger),
   });
   const server = front.server;
-  const address = await listen(server, options);
-  server.on("error", acceptFailureLogger(logger));
+  // Browsers get in once the routes of the previous run are taken over: until then they wait in the socket's queue
+  // (socket activation) or are refused, rather than told "just started" (503). Only a port the kernel picks (-p 0) is
+  // bound first: nobody can connect to it before it is known.
+  const plan = await planFront(options);
+  let address = plan.address ?? await plan.listen(server);
   if (patterns.length === 0) {
     routes.setPatterns([parseDomainPattern("port" in address ? `{key}-{user}.localhost:${address.port}` : "{key}-{user}.localhost")]);
   }
@@ -148,16 +152,21 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
       domains: () => routes.patterns.map((p) => p.source),
     });
     if (options.admin !== undefined && registrar.streams !== null) admin = await startAdminApi(registrar.streams, options.admin, logger);
+    await warnIfUnreachable(control.path, logger);
+    if (plan.address !== null) address = await plan.listen(server);
   } catch (err) {
+    await admin?.close();
     await control?.close();
     await registrar?.close();
-    await new Promise((resolve) => server.close(resolve));
-    if ("path" in address) await fs.rm(address.path, { force: true });
+    if (server.listening) {
+      await new Promise((resolve) => server.close(resolve));
+      if ("path" in address) await fs.rm(address.path, { force: true });
+    }
     throw err;
   }
+  server.on("error", acceptFailureLogger(logger));
   const openRegistrar = registrar;
   const controlServer = control;
-  await warnIfUnreachable(controlServer.path, logger);
   front.ready();
   logger.info("gateway listening", { ...address, tls: tls !== undefined, clientCertificates: tls?.requestCert ?? false, domains: routes.patterns.map((p) => p.source) });
 
@@ -191,40 +200,66 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
   };
 }
 
-async function listen(server: Server, options: GatewayOptions): Promise<Gateway["address"]> {
-  if (options.listenFd !== undefined) return listenOnFd(server, options.listenFd);
+/** How the front end listens, checked before the takeover; `address` is null where only listening tells it (-p 0). */
+interface FrontPlan {
+  address: Gateway["address"] | null;
+  listen(server: Server): Promise<Gateway["address"]>;
+}
+
+async function planFront(options: GatewayOptions): Promise<FrontPlan> {
+  const fd = options.listenFd;
+  if (fd !== undefined) return { address: await activatedAddress(fd), listen: (server) => listenOnFd(server, fd) };
   if (options.sock !== undefined) {
     const path = options.sock;
-    const gid = options.sockGroup === undefined ? null : await proxyGroupId(options.sockGroup);
+    const group = options.sockGroup;
+    const gid = group === undefined ? null : await proxyGroupId(group);
     const dir = await fs.stat(dirname(path)).catch(() => null);
     if (dir === null || !dir.isDirectory()) {
       throw new ConductorError("CONDUCTOR_ERR_USAGE",
         `Cannot listen on --sock ${path}: ${dirname(path)} is not a directory; create it (RuntimeDirectory= in a systemd unit) or choose another path`);
     }
-    await removeStaleSocket(path, "--sock");
-    await new Promise<void>((resolve, reject) => {
-      const fail = (err: Error): void => reject(new ConductorError("CONDUCTOR_ERR_USAGE",
-        `Cannot listen on --sock ${path}: ${messageOf(err)}${isErrno(err, "EACCES") ? sockDirHint(path, options.runtimeDir) : ""}`, { cause: err }));
-      server.once("error", fail);
-      server.listen(path, () => { server.off("error", fail); resolve(); });
-    });
-    try {
-      await fs.chmod(path, 0o660);
-      if (gid !== null) await fs.chown(path, -1, gid);
-    } catch (err) {
-      server.close();
-      const hint = isErrno(err, "EPERM") ? `; the gateway's user must be a member of group ${options.sockGroup} (SupplementaryGroups=${options.sockGroup} in its systemd unit)` : "";
-      throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot make ${path} reachable for the reverse proxy: ${messageOf(err)}${hint}`, { cause: err });
-    }
-    return { path };
+    return { address: { path }, listen: (server) => listenOnSock(server, { path, gid, group, runtimeDir: options.runtimeDir }) };
   }
+  const { port, bind } = options;
+  return { address: port === 0 ? null : { port }, listen: (server) => listenOnPort(server, port, bind) };
+}
+
+/** Where {@link listenOnSock} listens: `path`, given group `gid` (`group`, the reverse proxy's). */
+interface SockPlan {
+  path: string;
+  gid: number | null;
+  group?: string;
+  runtimeDir: string;
+}
+
+/** Listens on `path` (mode 0660, group `gid`); a stale socket file there is replaced. */
+async function listenOnSock(server: Server, { path, gid, group, runtimeDir }: SockPlan): Promise<Gateway["address"]> {
+  await removeStaleSocket(path, "--sock");
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: Error): void => reject(new ConductorError("CONDUCTOR_ERR_USAGE",
+      `Cannot listen on --sock ${path}: ${messageOf(err)}${isErrno(err, "EACCES") ? sockDirHint(path, runtimeDir) : ""}`, { cause: err }));
+    server.once("error", fail);
+    server.listen(path, () => { server.off("error", fail); resolve(); });
+  });
+  try {
+    await fs.chmod(path, 0o660);
+    if (gid !== null) await fs.chown(path, -1, gid);
+  } catch (err) {
+    server.close();
+    const hint = isErrno(err, "EPERM") ? `; the gateway's user must be a member of group ${group} (SupplementaryGroups=${group} in its systemd unit)` : "";
+    throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot make ${path} reachable for the reverse proxy: ${messageOf(err)}${hint}`, { cause: err });
+  }
+  return { path };
+}
+
+async function listenOnPort(server: Server, port: number, bind: string | undefined): Promise<Gateway["address"]> {
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) => {
       const hint = err.code === "EADDRINUSE" ? "; another program listens there: stop it or choose another --port"
         : err.code === "EACCES" ? "; ports below 1024 need privileges: use a higher --port behind a reverse proxy" : "";
-      reject(new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot listen on port ${options.port}: ${messageOf(err)}${hint}`, { cause: err }));
+      reject(new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot listen on port ${port}: ${messageOf(err)}${hint}`, { cause: err }));
     });
-    server.listen({ port: options.port, host: options.bind }, () => resolve());
+    server.listen({ port, host: bind }, () => resolve());
   });
   return { port: (server.address() as AddressInfo).port };
 }

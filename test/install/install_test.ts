@@ -9,18 +9,18 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { VERSION } from "../../src/lib/version.ts";
 import { account } from "../helpers/accounts.ts";
-import { defer, type Cleanup } from "../helpers/cleanup.ts";
+import type { Cleanup } from "../helpers/cleanup.ts";
 import { startConductor, userDir } from "../helpers/conductor.ts";
-import { distDir, needsRoot, repoRoot } from "../helpers/env.ts";
+import { needsRoot, repoRoot } from "../helpers/env.ts";
 import { startProcess } from "../helpers/process.ts";
 import { startGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
+import { buildTarball, openDir, run } from "../helpers/release.ts";
 import { sshdMissing, startSshd } from "../helpers/sshd.ts";
 
 /** What a sysadmin's machine has: the tools the Makefile and the programs use. */
@@ -37,51 +37,6 @@ function which(name: string): string | null {
   return null;
 }
 
-/** A fresh directory every user can read; removed when `t` ends. */
-function openDir(t: Cleanup, prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  chmodSync(dir, 0o755);
-  defer(t, () => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** Runs `command` and fails with its output when it does not exit 0. */
-function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  const result = spawnSync(command, args, { cwd: options.cwd, env: options.env ?? process.env, encoding: "utf8" });
-  assert.equal(result.status, 0, `${command} ${args.join(" ")} exited ${result.status}:\n${result.stdout}\n${result.stderr}`);
-  return result.stdout;
-}
-
-/**
- * A copy of the source tree with the JavaScript the suite already compiled,
- * newer than the sources, so that make gathers it without running tsc.
- * With `touchedAt`, every file's times are set to that moment first.
- */
-function sourceCopy(t: Cleanup, touchedAt?: Date): string {
-  const dir = openDir(t, "conductor-src-");
-  for (const name of ["src", "make", "man", "contrib", "Makefile", "README.md", "LICENSE", "package.json", "tsconfig.json"]) {
-    cpSync(join(repoRoot, name), join(dir, name), { recursive: true });
-  }
-  if (touchedAt !== undefined) touchAll(dir, touchedAt);
-  cpSync(join(distDir, "src"), join(dir, "dist", "src"), { recursive: true });
-  return dir;
-}
-
-function touchAll(path: string, when: Date): void {
-  utimesSync(path, when, when);
-  for (const entry of readdirSync(path, { withFileTypes: true })) {
-    if (entry.isDirectory()) touchAll(join(path, entry.name), when);
-    else utimesSync(join(path, entry.name), when, when);
-  }
-}
-
-/** Builds the release tarball in a copy of the sources; returns its path. */
-function buildTarball(t: Cleanup, touchedAt?: Date): string {
-  const dir = sourceCopy(t, touchedAt);
-  run("make", ["dist"], { cwd: dir, env: { ...process.env, SOURCE_DATE_EPOCH: "1767225600" } });
-  return join(dir, `conductor-${VERSION}.tar.gz`);
-}
-
 /** A directory holding node, ssh and the usual tools, and nothing of npm: the PATH of a locked-down cluster. */
 function sysadminPath(t: Cleanup): string {
   const dir = openDir(t, "conductor-path-");
@@ -92,9 +47,10 @@ function sysadminPath(t: Cleanup): string {
 
 /** Every file (not directory) under `dir`, relative to it. */
 function filesUnder(dir: string): string[] {
-  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<{ isDirectory(): boolean; parentPath: string; name: string }>)
+  // Node before 18.20 (and 20.12) names an entry's directory `path`, later ones `parentPath`.
+  return (readdirSync(dir, { recursive: true, withFileTypes: true }) as Array<{ isDirectory(): boolean; parentPath?: string; path: string; name: string }>)
     .filter((e) => !e.isDirectory())
-    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .map((e) => join(e.parentPath ?? e.path, e.name).slice(dir.length + 1))
     .sort();
 }
 
@@ -171,7 +127,9 @@ test("the tarball installs with make install and node, ssh and coreutils only; t
   assert.deepEqual(filesUnder(root), [], "make uninstall leaves no file");
 });
 
-test("make install NODE=... writes that interpreter into the launchers, which refuse a Node.js older than 20 and say what to do", { skip }, (t) => {
+test("make install NODE=... writes that interpreter into the launchers, which refuse a Node.js older than package.json's engines and say what to do", { skip }, (t) => {
+  const floor = /^>=([0-9]+)\.([0-9]+)$/.exec(JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")).engines.node);
+  assert.ok(floor, "package.json's engines.node is >=MAJOR.MINOR");
   const unpacked = openDir(t, "conductor-unpacked-");
   run("tar", ["-xzf", buildTarball(t), "-C", unpacked]);
   const prefix = join(openDir(t, "conductor-prefix-"), "usr");
@@ -179,13 +137,22 @@ test("make install NODE=... writes that interpreter into the launchers, which re
   const launcher = join(prefix, "bin", "conductor");
   assert.equal(readFileSync(launcher, "utf8").split("\n")[0], `#!${process.execPath}`);
   assert.equal(run(launcher, ["--version"]), `conductor ${VERSION}\n`);
-  // Node 18 cannot be installed here: this node, told before the launcher runs that it is 18.
-  const older = join(openDir(t, "conductor-node18-"), "pretend-18.cjs");
-  writeFileSync(older, 'Object.defineProperty(process.versions, "node", { value: "18.19.0" });\nObject.defineProperty(process, "version", { value: "v18.19.0" });\n');
-  const refused = spawnSync(process.execPath, ["--require", older, launcher, "--version"], { encoding: "utf8" });
-  assert.equal(refused.status, 1);
-  assert.equal(refused.stdout, "");
-  assert.match(refused.stderr, /^conductor: needs Node\.js 20 or later, but .* is v18\.19\.0\.\nPut a newer node first on PATH, or reinstall with: make install NODE=/);
+  // This node, told before the launcher runs that it is another version.
+  const pretend = (version: string): ReturnType<typeof spawnSync> => {
+    const script = join(openDir(t, "conductor-pretend-"), "pretend.cjs");
+    writeFileSync(script, `Object.defineProperty(process.versions, "node", { value: "${version}" });\nObject.defineProperty(process, "version", { value: "v${version}" });\n`);
+    return spawnSync(process.execPath, ["--require", script, launcher, "--version"], { encoding: "utf8" });
+  };
+  const [major, minor] = [Number(floor[1]), Number(floor[2])];
+  const oldest = pretend(`${major}.${minor}.0`);
+  assert.equal(oldest.status, 0, `the oldest Node.js it supports runs it: ${oldest.stderr}`);
+  for (const version of [...(minor > 0 ? [`${major}.${minor - 1}.9`] : []), `${major - 1}.99.0`]) {
+    const refused = pretend(version);
+    assert.equal(refused.status, 1, version);
+    assert.equal(refused.stdout, "");
+    assert.equal(refused.stderr, `conductor: needs Node.js ${major}.${minor} or later, but ${process.execPath} is v${version}.\n` +
+      "Put a newer node first on PATH, or reinstall with: make install NODE=/path/to/bin/node\n");
+  }
 });
 
 test("the systemd units verify clean and the service's exposure is at most 2.0", { skip: skip || systemdMissing }, (t) => {
