@@ -135,11 +135,15 @@ export class Registrar {
     this.#removeDirectory(directory);
   }
 
-  /** Stops watching; waits for directory removals; leaves nginx relaying the streams kept for the next start. */
-  async close(): Promise<void> {
+  /**
+   * Stops watching; waits for directory removals; leaves nginx relaying the
+   * streams kept for the next start. `failedStart`: the gateway's start
+   * failed, and an nginx this start launched is stopped instead.
+   */
+  async close(failedStart = false): Promise<void> {
     for (const stop of this.#stops.splice(0)) stop();
     await Promise.all(this.#removals);
-    await this.#streams?.close();
+    await this.#streams?.close(failedStart);
     await this.#o.state.flush();
   }
 

@@ -243,10 +243,15 @@ export class StreamSide {
     });
   }
 
-  /** Stops watching nginx, which goes on relaying the streams kept for the next start. */
-  async close(): Promise<void> {
+  /**
+   * Stops watching nginx, which goes on relaying the streams kept for the
+   * next start; `failedStart`: the gateway's start failed, so an nginx it
+   * launched itself is stopped instead.
+   */
+  async close(failedStart = false): Promise<void> {
     await this.#queue.catch(() => {});
-    await this.#board.detach();
+    if (failedStart) await this.#board.abandon();
+    else await this.#board.detach();
   }
 
   /** Publishes the streams kept at start and makes the links agree with them. */
