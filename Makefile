@@ -1,6 +1,8 @@
 # conductor: build, release tarball, install.
 #
 # From a release tarball (prebuilt JavaScript in lib/conductor, no npm needed):
+#   make demo                   # the whole chain on loopback: sshd, gateway, a sample app (Ctrl-C stops it)
+#   make check                  # the same as a self-test: stops by itself, exits 0 when the chain works
 #   make install [PREFIX=/usr/local] [DESTDIR=...] [NODE=/usr/bin/node]
 #   make install-systemd        # the gateway's units, into $(systemdunitdir)
 #   make uninstall              # removes exactly what install put there
@@ -29,6 +31,8 @@ TSC = node_modules/.bin/tsc
 
 # The version, from the sources (git tree) or from the compiled JavaScript (tarball).
 VERSION := $(shell sed -n 's/^export const VERSION = "\(.*\)";$$/\1/p' src/lib/version.ts lib/conductor/lib/version.js 2>/dev/null | head -n 1)
+# The oldest Node.js that runs conductor: package.json's "engines" (git tree), copied into lib/conductor (tarball).
+NODE_MIN := $(shell sed -n 's/.*"node": ">=\([0-9.]*\)".*/\1/p' package.json lib/conductor/package.json 2>/dev/null | head -n 1)
 # Release timestamps: the last commit's time, so two builds of one commit are identical.
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
@@ -37,7 +41,7 @@ DOCS = README.md LICENSE
 UNITS = contrib/systemd/conductor-server.service contrib/systemd/conductor-server.socket
 DIST = conductor-$(VERSION)
 
-.PHONY: all dist install install-systemd uninstall clean
+.PHONY: all demo check dist install install-systemd uninstall clean
 
 all: lib/conductor/package.json
 
@@ -54,8 +58,15 @@ lib/conductor/package.json: dist/src/bin/conductor.js
 	cd src && find . -name '*.ts' | while read -r f; do \
 	    mkdir -p "../lib/conductor/$${f%/*}" && cp "../dist/src/$${f%.ts}.js" "../lib/conductor/$${f%.ts}.js" || exit 1; \
 	done
-	printf '{\n  "name": "conductor",\n  "version": "%s",\n  "private": true,\n  "type": "module"\n}\n' '$(VERSION)' > $@
+	printf '{\n  "name": "conductor",\n  "version": "%s",\n  "private": true,\n  "type": "module",\n  "engines": { "node": ">=%s" }\n}\n' '$(VERSION)' '$(NODE_MIN)' > $@
 endif
+
+# The demo needs node and OpenSSH's sshd only; it runs as you and keeps its files in a temporary directory.
+demo: all
+	$(NODE) lib/conductor/demo/main.js
+
+check: all
+	$(NODE) lib/conductor/demo/main.js --once
 
 dist: all
 	rm -rf $(DIST) $(DIST).tar.gz
@@ -85,7 +96,8 @@ install: all
 
 # $(call launcher,PROGRAM,DIR): writes DIR/PROGRAM, which finds the JavaScript relative to itself.
 define launcher
-	sed -e 's|@NODE@|$(NODE)|' -e 's|@PROGRAM@|$(1)|g' -e 's|@VERSION@|$(VERSION)|' \
+	@test -n '$(NODE_MIN)' || { echo "make: cannot read the oldest Node.js from package.json's engines" >&2; exit 1; }
+	sed -e 's|@NODE@|$(NODE)|' -e 's|@PROGRAM@|$(1)|g' -e 's|@VERSION@|$(VERSION)|' -e 's|@NODE_MIN@|$(NODE_MIN)|g' \
 	    -e "s|@PKGLIB_REL@|$$(realpath -m --relative-to='$(2)' '$(pkglibdir)')|g" make/launcher.in > $(DESTDIR)$(2)/$(1)
 	chmod 755 $(DESTDIR)$(2)/$(1)
 endef

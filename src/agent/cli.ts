@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { ConductorError, messageOf } from "../lib/errors.ts";
+import { messageOf, usageError } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { agentFiles, defaultSocket, type AgentFiles } from "./files.ts";
 
@@ -127,6 +127,6 @@ function wrap<T>(fn: () => T): T {
   }
 }
 
-function usage(message: string): ConductorError {
-  return new ConductorError("CONDUCTOR_ERR_USAGE", `${message}\nTry 'conductor-agent --help'.`);
+function usage(message: string): Error {
+  return usageError("conductor-agent", message);
 }

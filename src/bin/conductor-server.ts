@@ -12,6 +12,7 @@ import { takeActivatedSocket } from "../server/socket_activation.ts";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
+import { siteStreamConfig, stopStreams } from "../streams/switchboard.ts";
 
 async function main(argv: string[]): Promise<number> {
   let command;
@@ -29,7 +30,21 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`conductor-server ${VERSION}\n`);
     return 0;
   }
+  if (command.kind === "print-stream-config") {
+    process.stdout.write(await siteStreamConfig(command.settings, command.runtimeDir));
+    return 0;
+  }
   const logger = createLogger({ verbose: command.verbose });
+  if (command.kind === "stop-streams") {
+    try {
+      const running = await stopStreams(command.settings, command.runtimeDir, logger);
+      logger.info(running ? "the streams' nginx stopped" : "no nginx of the streams was running", { runtimeDir: command.runtimeDir });
+      return 0;
+    } catch (err) {
+      logger.error(messageOf(err));
+      return 1;
+    }
+  }
   let gateway;
   try {
     gateway = await startGateway(command.options, logger);

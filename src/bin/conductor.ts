@@ -2,10 +2,12 @@
 /**
  * conductor: runs an app on a UNIX socket and publishes it on a conductor
  * gateway over SSH. Parses the command line, maps signals and errors to exit
- * codes (0 ok, 1 error, 2 socket in use, 2 also for a bad command line).
+ * codes (0 ok, 1 error, 2 socket path in use or not a socket, 2 also for a
+ * bad command line).
  *
  * @module
  */
+import { checkGateway } from "../client/check.ts";
 import { CLIENT_HELP, parseClientArgs } from "../client/cli.ts";
 import { jsonLinesSink } from "../client/events.ts";
 import { preflight } from "../client/preflight.ts";
@@ -38,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => resolve(signal));
   });
   if (command.kind === "tunnel") {
-    return runTunnel(clientSsh(process.env, command.destination, command.sshOptions, command.agent), command.forwards, {
+    return runTunnel(clientSsh(process.env, command.ssh), command.forwards, {
       env: process.env,
       logger: createLogger({ verbose: command.verbose }),
       events: (event) => process.stdout.write(encodeLine(event)),
@@ -50,15 +52,15 @@ async function main(argv: string[]): Promise<number> {
       env: process.env,
       out: (text) => process.stdout.write(text),
       err: (text) => process.stderr.write(text),
-      logger: createLogger({ verbose: command.kind === "list" && command.verbose }),
+      logger: createLogger({ verbose: "verbose" in command && command.verbose }),
     };
     try {
       switch (command.kind) {
+        case "check": return await checkGateway(command.ssh, ctx);
         case "show": return await showService(command.name, command.json, ctx);
         case "verify": return await verifyService(command.name, command.key, ctx);
         case "stop": return await stopService(command.name, ctx);
-        case "list": return await listCommand(command.pattern, command.json,
-          command.gateway === null ? null : { destination: command.gateway, text: command.gatewayText!, sshOptions: command.sshOptions, agent: command.agent }, ctx);
+        case "list": return await listCommand(command.pattern, command.json, command.gateway, ctx);
       }
     } catch (err) {
       process.stderr.write(`conductor: ${messageOf(err)}\n`);

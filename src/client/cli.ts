@@ -1,30 +1,36 @@
 /**
  * The command line of `conductor`, compatible with the original's:
  * `conductor [-r] [-v] [-k KEY] [user@]host[:port][/path/client.sock] app.sock -- command [args...]`,
- * and the registry's verbs: `show`, `verify`, `list`, `stop`.
+ * and the verbs: `check`, `show`, `verify`, `list`, `stop`, `tunnel`.
  *
  * The first operand is a verb when it is exactly one of those words; a
  * gateway host with such a name is written with a user or a port
- * (`me@list`, `list:22`).
+ * (`me@list`, `list:22`). One table, {@link OPTIONS}, says which options
+ * there are, which take a value and where each applies: the search for the
+ * verb, the parsing and the refusal of a misplaced option all read it.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { isAbsolute, resolve } from "node:path";
-import { ConductorError, messageOf } from "../lib/errors.ts";
-import { normalizeKey, normalizeName } from "../control/protocol.ts";
+import { messageOf, usageError } from "../lib/errors.ts";
+import { DEFAULT_KEY, normalizeKey, normalizeName } from "../control/protocol.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { DEFAULT_CONTROL_PATH, parseDestination, type Destination } from "../ssh/destination.ts";
-import { identityAgent } from "../ssh/master.ts";
+import { DEFAULT_CONNECT_TIMEOUT_SECONDS, identityAgent } from "../ssh/master.ts";
 import { parseForward, type Forward } from "./tunnel.ts";
 
 /** `conductor --help`. */
 export const CLIENT_HELP = `Usage: conductor [options] [user@]host[:port][/path/to/client.sock] APP.SOCK -- COMMAND [ARG...]
-       conductor show NAME [--json]
+       conductor check [-v] [-o OPTION]... [--agent SOCKET] [--connect-timeout DURATION]
+                       [user@]host[:port][/path/to/client.sock]
+       conductor show [--json] NAME
        conductor verify NAME KEY
-       conductor list [PATTERN] [--json] [--gateway [user@]host[:port][/path]]
+       conductor list [--json] [-v] [--gateway GATEWAY [-o OPTION]... [--agent SOCKET]
+                      [--connect-timeout DURATION]] [PATTERN]
        conductor stop NAME
-       conductor tunnel [-o OPTION]... [user@]host[:port] LOCAL:REMOTE...
+       conductor tunnel [-v] [-o OPTION]... [--agent SOCKET] [--connect-timeout DURATION]
+                        [user@]host[:port] LOCAL:REMOTE...
 
 Run COMMAND, an app listening on the UNIX socket APP.SOCK, and publish it on
 the conductor gateway HOST through SSH. Progress is printed as JSON lines on
@@ -33,7 +39,8 @@ stdout; the "live" line carries the URLs and the token. Then
 
 The app finds its socket path in $CONDUCTOR_SOCKET, e.g.
   conductor -k lab gw.example.org "$HOME/lab.sock" -- \\
-    sh -c 'exec jupyter lab --no-browser --sock "$CONDUCTOR_SOCKET"'
+    sh -c 'exec jupyter lab --no-browser --sock "$CONDUCTOR_SOCKET" \\
+        --ServerApp.allow_remote_access=True'
 
 Options of a run:
   -k, --key KEY        publish as https://KEY-USER.DOMAIN/: letters, digits
@@ -68,11 +75,20 @@ Options of a run:
       --agent SOCKET   use this conductor-agent: ssh takes keys from it, and
                        it is unlocked before each SSH connection (default:
                        the one SSH_AUTH_SOCK names, if it is one)
+      --connect-timeout DURATION
+                       give ssh this long to reach the gateway and finish
+                       its handshake (its ConnectTimeout), so that ssh's
+                       own reason is reported when it cannot (default 30s;
+                       -o ConnectTimeout=... takes precedence)
   -v, --verbose        debug logs (JSON lines on stderr)
   -V, --version        print the version and exit
   -h, --help           print this help and exit
 
-Commands on your live services (never another user's):
+Commands:
+  check GATEWAY        try the way to the gateway step by step (the SSH
+                       connection, its control socket, its banner) and print
+                       the gateway's version and domains, or the step that
+                       failed and why; exit 0 when all went through, else 1
   show NAME            URL, auth link and token of service NAME
   verify NAME KEY      exit 0 when KEY is the magic key (token) of NAME, else 1
   list [PATTERN]       your live services whose name matches PATTERN (* and ?)
@@ -87,14 +103,17 @@ Commands on your live services (never another user's):
       --json           print JSON instead of text (show, list)
       --gateway GATEWAY
                        list what the gateway publishes for you, over SSH
-                       (no tokens); -o options and --agent apply (to tunnel
-                       too)
+                       (no tokens)
+  -o, --agent, --connect-timeout and -v (ssh's debug lines) apply to check,
+  tunnel and list --gateway as to a run.
+  The commands show, verify, list and stop read your own live services only,
+  never another user's.
 
 The control socket path defaults to /var/run/conductor/client on HOST.
 SSH uses your own ~/.ssh/config, agent and known_hosts, in batch mode (no
 password prompts). Several runs to one gateway share one SSH connection.
-A gateway host named show, verify, list or stop is written with a user or a
-port (me@list, list:22).
+A gateway host named check, show, verify, list, stop or tunnel is written
+with a user or a port (me@list, list:22).
 
 Environment:
   CONDUCTOR_TOKEN      the token that opens the app, at least 16 characters
@@ -109,30 +128,82 @@ Environment:
 
 Exit status: 0 when COMMAND exits 0 (or conductor is stopped by a signal),
 1 on any error or when COMMAND fails or exits before it listens, 2 when
-APP.SOCK is in use or the command line or environment is wrong.
+APP.SOCK is in use or is not a socket, or the command line or environment is
+wrong.
 See conductor(1) and conductor(7).
 `;
 
 /** How long an app may take to listen on its socket by default: 10 minutes (Jupyter's first start can be slow). */
 export const DEFAULT_START_TIMEOUT_MS = 600_000;
 
-/** The registry's verbs. */
-export const VERBS = ["show", "verify", "list", "stop", "tunnel"] as const;
+/** The verbs: a first operand that is one of these words is a command, not a gateway. */
+export const VERBS = ["check", "show", "verify", "list", "stop", "tunnel"] as const;
+
+/** A verb. */
+export type Verb = typeof VERBS[number];
+
+/** Where an option applies: a run, or a verb. */
+export type Context = "run" | Verb;
+
+/** An option: its node:util parseArgs form, and where it applies. */
+export interface OptionSpec {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+  for: readonly Context[];
+}
+
+/** Where the options of the SSH connection apply. */
+const SSH_CONTEXTS = ["run", "check", "list", "tunnel"] as const;
+
+/** Options that `list` takes only with `--gateway`, when it connects. */
+const GATEWAY_ONLY = new Set(["agent", "connect-timeout", "ssh-option"]);
+
+/** Every option of `conductor`, and where it applies. */
+export const OPTIONS = {
+  agent: { type: "string", for: SSH_CONTEXTS },
+  "connect-timeout": { type: "string", for: SSH_CONTEXTS },
+  gateway: { type: "string", for: ["list"] },
+  help: { type: "boolean", short: "h", for: ["run", ...VERBS] },
+  "idle-timeout": { type: "string", for: ["run"] },
+  json: { type: "boolean", for: ["show", "list"] },
+  key: { type: "string", short: "k", for: ["run"] },
+  name: { type: "string", short: "n", for: ["run"] },
+  port: { type: "string", for: ["run"] },
+  replace: { type: "boolean", short: "r", for: ["run"] },
+  "ssh-option": { type: "string", short: "o", multiple: true, for: SSH_CONTEXTS },
+  "start-timeout": { type: "string", for: ["run"] },
+  tcp: { type: "boolean", for: ["run"] },
+  tls: { type: "boolean", for: ["run"] },
+  verbose: { type: "boolean", short: "v", for: SSH_CONTEXTS },
+  version: { type: "boolean", short: "V", for: ["run"] },
+} as const satisfies Record<string, OptionSpec>;
+
+/** How a command reaches the gateway over SSH. */
+export interface SshArgs {
+  destination: Destination;
+  /** `-o` options for ssh. */
+  sshOptions: string[];
+  /** The conductor-agent socket given with --agent. */
+  agent?: string;
+  /** ssh's ConnectTimeout, in seconds (--connect-timeout). */
+  connectTimeout: number;
+}
 
 /** What the client command line asks for. */
 export type ClientCommand =
   | { kind: "help" }
   | { kind: "version" }
   | { kind: "run"; options: ClientArgs }
+  | { kind: "check"; gateway: string; ssh: SshArgs; verbose: boolean }
   | { kind: "show"; name: string; json: boolean }
   | { kind: "verify"; name: string; key: string }
-  | { kind: "list"; pattern: string; json: boolean; gateway: Destination | null; gatewayText: string | null; sshOptions: string[]; agent?: string; verbose: boolean }
+  | { kind: "list"; pattern: string; json: boolean; gateway: SshArgs | null; verbose: boolean }
   | { kind: "stop"; name: string }
-  | { kind: "tunnel"; destination: Destination; forwards: Forward[]; sshOptions: string[]; agent?: string; verbose: boolean };
+  | { kind: "tunnel"; ssh: SshArgs; forwards: Forward[]; verbose: boolean };
 
 /** A parsed `conductor` run. */
-export interface ClientArgs {
-  destination: Destination;
+export interface ClientArgs extends SshArgs {
   /** The gateway argument as given. */
   gateway: string;
   /** Absolute path of the app socket. */
@@ -150,32 +221,18 @@ export interface ClientArgs {
   idleTimeoutMs: number | null;
   /** Give up when the app has not listened within this long, in ms. */
   startTimeoutMs: number;
-  /** The conductor-agent socket given with --agent. */
-  agent?: string;
   verbose: boolean;
-  sshOptions: string[];
 }
 
-const RUN_OPTIONS = {
-  key: { type: "string", short: "k" },
-  name: { type: "string", short: "n" },
-  replace: { type: "boolean", short: "r" },
-  tls: { type: "boolean" },
-  tcp: { type: "boolean" },
-  port: { type: "string" },
-  "idle-timeout": { type: "string" },
-  "start-timeout": { type: "string" },
-  agent: { type: "string" },
-  verbose: { type: "boolean", short: "v" },
-  "ssh-option": { type: "string", short: "o", multiple: true },
-  version: { type: "boolean", short: "V" },
-  help: { type: "boolean", short: "h" },
-} as const;
+/** What node:util parseArgs makes of {@link OPTIONS}. */
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>["values"];
+
+const SPECS: Record<string, OptionSpec> = OPTIONS;
 
 /** Long options that take the next argument as their value. */
-const LONG_WITH_VALUE = new Set(["--key", "--name", "--ssh-option", "--idle-timeout", "--start-timeout", "--agent", "--port"]);
+const LONG_WITH_VALUE = new Set(Object.keys(SPECS).filter((name) => SPECS[name].type === "string").map((name) => `--${name}`));
 /** Short options that take a value: the rest of their argument, or the next one. */
-const SHORT_WITH_VALUE = new Set(["k", "n", "o"]);
+const SHORT_WITH_VALUE = new Set(Object.values(SPECS).flatMap((o) => (o.type === "string" && o.short !== undefined ? [o.short] : [])));
 
 /** True when `arg` takes the next argument as its value: `-k`, `--key`, or a bundle ending in one, `-vk`. */
 function takesValue(arg: string): boolean {
@@ -193,16 +250,12 @@ function takesValue(arg: string): boolean {
 export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientCommand {
   const verbAt = argv.findIndex((a, i) => !a.startsWith("-") && !takesValue(argv[i - 1] ?? ""));
   if (verbAt !== -1 && (VERBS as readonly string[]).includes(argv[verbAt])) {
-    return parseVerb(argv[verbAt] as typeof VERBS[number], [...argv.slice(0, verbAt), ...argv.slice(verbAt + 1)], cwd);
+    const verb = argv[verbAt] as Verb;
+    const { values, positionals } = parseOptions(verb, [...argv.slice(0, verbAt), ...argv.slice(verbAt + 1)]);
+    return values.help ? { kind: "help" } : parseVerb(verb, values, positionals, cwd);
   }
   const { head, command, dashes } = splitCommand(argv);
-  let parsed;
-  try {
-    parsed = parseArgs({ args: head, options: RUN_OPTIONS, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw usage(parseArgsMessage(err));
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseOptions("run", head);
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
   if (positionals.length < 2) throw usage("a gateway and an app socket are needed");
@@ -211,26 +264,22 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
   if (!dashes && command[0].startsWith("-")) {
     throw usage(`'${command[0]}' comes after the gateway and the app socket, where the command starts: options go before the gateway`);
   }
-  const destination = parseDestination(positionals[0]);
   const appSocket = isAbsolute(positionals[1]) ? positionals[1] : resolve(cwd, positionals[1]);
   if (appSocket.includes(":")) throw usage(`the app socket path ${appSocket} contains ':', which ssh cannot forward; choose another path`);
   if (Buffer.byteLength(appSocket) > 107) throw usage(`the app socket path ${appSocket} is longer than the 107 bytes a UNIX socket path may have; choose a shorter one`);
-  const sshOptions = checkSshOptions(values["ssh-option"] ?? []);
   const key = values.key === undefined || values.key === "" ? null : wrap(() => normalizeKey(values.key));
-  const name = values.name === undefined ? key ?? "none" : wrap(() => normalizeName(values.name));
-  const idle = values["idle-timeout"];
-  const idleTimeoutMs = idle === undefined ? null : wrap(() => parseDuration(idle, "--idle-timeout")) * 1000;
+  const name = values.name === undefined ? key ?? DEFAULT_KEY : wrap(() => normalizeName(values.name));
+  const idleTimeoutMs = values["idle-timeout"] === undefined ? null : duration(values["idle-timeout"], "--idle-timeout") * 1000;
   const tcp = values.tcp ?? false;
   if (values.port !== undefined && !tcp) throw usage("--port goes with --tcp");
   if (values.port !== undefined && !/^[0-9]{1,5}$/.test(values.port)) throw usage(`--port takes a port number, not '${values.port}'`);
   if (tcp && idleTimeoutMs !== null) throw usage("--idle-timeout counts browsers' use of a web app, which the gateway does not see for --tcp services");
   if (tcp && !/^[a-z0-9-]{1,32}$/.test(name)) throw usage(`a --tcp service name has 1 to 32 letters, digits and '-', not '${name}'`);
   const start = values["start-timeout"];
-  const startTimeoutMs = start === undefined ? DEFAULT_START_TIMEOUT_MS : wrap(() => parseDuration(start, "--start-timeout")) * 1000;
   return {
     kind: "run",
     options: {
-      destination,
+      ...sshArgs(positionals[0], values, cwd),
       gateway: positionals[0],
       appSocket,
       command,
@@ -241,43 +290,39 @@ export function parseClientArgs(argv: string[], cwd = process.cwd()): ClientComm
       tcp,
       port: values.port === undefined ? null : Number(values.port),
       idleTimeoutMs,
-      startTimeoutMs,
-      agent: values.agent === undefined ? undefined : agentSocket(values.agent, cwd),
+      startTimeoutMs: start === undefined ? DEFAULT_START_TIMEOUT_MS : duration(start, "--start-timeout") * 1000,
       verbose: values.verbose ?? false,
-      sshOptions,
     },
   };
 }
 
-function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): ClientCommand {
+/** Parses `args` with every option, then refuses those that do not apply in `context`, saying where they do. */
+function parseOptions(context: Context, args: string[]): { values: Values; positionals: string[] } {
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        json: { type: "boolean" },
-        gateway: { type: "string" },
-        "ssh-option": { type: "string", short: "o", multiple: true },
-        agent: { type: "string" },
-        verbose: { type: "boolean", short: "v" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw usage(parseArgsMessage(err));
+    // node:util's advice about '--' is not how conductor's command line works.
+    throw usage(messageOf(err).replace(/\. To specify a positional argument .*$/s, ""));
   }
-  const { values, positionals } = parsed;
-  if (values.help) return { kind: "help" };
+  const listing = context === "list" && parsed.values.gateway !== undefined;
+  for (const name of Object.keys(parsed.values)) {
+    const spec = SPECS[name];
+    if (spec.for.includes(context) && (context !== "list" || listing || !GATEWAY_ONLY.has(name))) continue;
+    const where = spec.for.map((c) => (c === "run" ? "a run" : `conductor ${c}${c === "list" && GATEWAY_ONLY.has(name) ? " --gateway" : ""}`));
+    throw usage(`${spec.short === undefined ? "--" + name : "-" + spec.short} goes with ${where.slice(0, -1).join(", ")}${where.length > 1 ? " and " : ""}${where.at(-1)}`);
+  }
+  return parsed;
+}
+
+function parseVerb(verb: Verb, values: Values, positionals: string[], cwd: string): ClientCommand {
   const want = (n: number, what: string): void => {
     if (positionals.length !== n) throw usage(`conductor ${verb} takes ${what}`);
   };
-  if (verb !== "list" && values.gateway !== undefined) throw usage("--gateway goes with conductor list");
-  if (verb !== "list" && verb !== "tunnel" && values["ssh-option"] !== undefined) throw usage("-o goes with conductor list and conductor tunnel");
-  if (verb !== "tunnel" && values.agent !== undefined && (verb !== "list" || values.gateway === undefined)) throw usage("--agent goes with a run, conductor tunnel and conductor list --gateway");
-  const agent = values.agent === undefined ? {} : { agent: agentSocket(values.agent, cwd) };
   switch (verb) {
+    case "check":
+      want(1, "a gateway, [user@]host[:port][/path/to/client.sock]");
+      return { kind: "check", gateway: positionals[0], ssh: sshArgs(positionals[0], values, cwd), verbose: values.verbose ?? false };
     case "show":
       want(1, "a service name");
       return { kind: "show", name: wrap(() => normalizeName(positionals[0])), json: values.json ?? false };
@@ -289,16 +334,9 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
       return { kind: "stop", name: wrap(() => normalizeName(positionals[0])) };
     case "tunnel": {
       if (positionals.length < 2) throw usage("conductor tunnel takes a host and at least one LOCAL:REMOTE forward");
-      const destination = parseDestination(positionals[0]);
-      if (destination.controlPath !== DEFAULT_CONTROL_PATH) throw usage(`conductor tunnel takes a host without a path: ${positionals[0]}`);
-      return {
-        kind: "tunnel",
-        destination,
-        forwards: positionals.slice(1).map((spec) => wrap(() => parseForward(spec, cwd))),
-        sshOptions: checkSshOptions(values["ssh-option"] ?? []),
-        ...agent,
-        verbose: values.verbose ?? false,
-      };
+      const ssh = sshArgs(positionals[0], values, cwd);
+      if (ssh.destination.controlPath !== DEFAULT_CONTROL_PATH) throw usage(`conductor tunnel takes a host without a path: ${positionals[0]}`);
+      return { kind: "tunnel", ssh, forwards: positionals.slice(1).map((spec) => wrap(() => parseForward(spec, cwd))), verbose: values.verbose ?? false };
     }
     case "list":
       if (positionals.length > 1) throw usage("conductor list takes at most one pattern");
@@ -307,13 +345,25 @@ function parseVerb(verb: typeof VERBS[number], args: string[], cwd: string): Cli
         // Names are lowercase (as show finds them), so patterns are too.
         pattern: (positionals[0] ?? "*").toLowerCase(),
         json: values.json ?? false,
-        gateway: values.gateway === undefined ? null : parseDestination(values.gateway),
-        gatewayText: values.gateway ?? null,
-        sshOptions: checkSshOptions(values["ssh-option"] ?? []),
-        ...agent,
+        gateway: values.gateway === undefined ? null : sshArgs(values.gateway, values, cwd),
         verbose: values.verbose ?? false,
       };
   }
+}
+
+/** The SSH side of a command: the gateway `text`, -o options, --agent, --connect-timeout. */
+function sshArgs(text: string, values: Values, cwd: string): SshArgs {
+  const sshOptions = values["ssh-option"] ?? [];
+  for (const option of sshOptions) {
+    if (!/^[A-Za-z]+[ =]/.test(option)) throw usage(`-o takes an ssh option as Name=value, not '${option}'`);
+  }
+  const timeout = values["connect-timeout"];
+  return {
+    destination: wrap(() => parseDestination(text)),
+    sshOptions,
+    ...(values.agent === undefined ? {} : { agent: agentSocket(values.agent, cwd) }),
+    connectTimeout: timeout === undefined ? DEFAULT_CONNECT_TIMEOUT_SECONDS : duration(timeout, "--connect-timeout"),
+  };
 }
 
 /** The absolute path of --agent's socket, checked as ssh will read it. */
@@ -321,13 +371,6 @@ function agentSocket(path: string, cwd: string): string {
   const absolute = resolve(cwd, path);
   wrap(() => identityAgent(absolute));
   return absolute;
-}
-
-function checkSshOptions(options: string[]): string[] {
-  for (const option of options) {
-    if (!/^[A-Za-z]+[ =]/.test(option)) throw usage(`-o takes an ssh option as Name=value, not '${option}'`);
-  }
-  return options;
 }
 
 function wrap<T>(fn: () => T): T {
@@ -351,11 +394,10 @@ function splitCommand(argv: string[]): { head: string[]; command: string[]; dash
   return { head: argv, command: [], dashes: false };
 }
 
-/** node:util parseArgs's message without its advice about '--', which is not how conductor's command line works. */
-function parseArgsMessage(err: unknown): string {
-  return messageOf(err).replace(/\. To specify a positional argument .*$/s, "");
+function duration(text: string, option: string): number {
+  return wrap(() => parseDuration(text, option));
 }
 
-function usage(reason: string): ConductorError {
-  return new ConductorError("CONDUCTOR_ERR_USAGE", `${reason}\nTry 'conductor --help'.`);
+function usage(reason: string): Error {
+  return usageError("conductor", reason);
 }

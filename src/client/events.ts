@@ -1,10 +1,13 @@
 /**
  * The client's events on stdout: one JSON object per line with the original
- * conductor's field names, which portals parse.
+ * conductor's field names, which portals parse. New states and fields may
+ * be added; none is ever renamed.
  *
  * | state | fields |
  * |---|---|
  * | execute | command, pid |
+ * | waiting | socket, timeout, waited: the app has not listened yet (at start, then every minute) |
+ * | connecting | user, host, port, timeout: ssh starts a connection (its ConnectTimeout, in seconds) |
  * | connect | user, host, port |
  * | controlConnect | path, banner |
  * | data | kind, data |
@@ -24,6 +27,8 @@ type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 /** One event. */
 export type ClientEvent =
   | { state: "execute"; command: string[]; pid: number }
+  | { state: "waiting"; socket: string; timeout: number; waited: number }
+  | { state: "connecting"; user: string | null; host: string; port: number | null; timeout: number }
   | { state: "connect"; user: string | null; host: string; port: number | null }
   | { state: "controlConnect"; path: string; banner: { [key: string]: Json } }
   | { state: "data"; kind: "stdout" | "stderr"; data: string }

@@ -6,7 +6,7 @@
  * @module
  */
 import { probeSocket } from "../lib/socket_check.ts";
-import { normalizeKey, normalizeName } from "../control/protocol.ts";
+import { DEFAULT_KEY, normalizeKey, normalizeName } from "../control/protocol.ts";
 import { silentLogger } from "../lib/log.ts";
 import { ConductorError } from "../lib/errors.ts";
 import { generateToken, hashToken, MIN_TOKEN_LENGTH, tokenProblem } from "../lib/token.ts";
@@ -66,13 +66,13 @@ export interface Registered {
 export async function register(options: RegisterOptions): Promise<Registered> {
   const env = options.env ?? process.env;
   const key = options.key === undefined ? null : normalizeKey(options.key);
-  const name = options.name === undefined ? key ?? "none" : normalizeName(options.name);
+  const name = options.name === undefined ? key ?? DEFAULT_KEY : normalizeName(options.name);
   const token = options.token ?? generateToken();
   const problem = tokenProblem(token);
   if (problem !== null) throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot register: the token ${problem}; give at least ${MIN_TOKEN_LENGTH} random characters, or none to have one made`);
   const registry = registryDir(env);
   const session = new GatewaySession({
-    ssh: clientSsh(env, parseDestination(options.gateway), options.sshOptions ?? []),
+    ssh: clientSsh(env, { destination: parseDestination(options.gateway), sshOptions: options.sshOptions ?? [] }),
     appSocket: options.socket,
     key,
     name,
@@ -96,7 +96,7 @@ export async function register(options: RegisterOptions): Promise<Registered> {
     ended,
     onLive: async (registration) => {
       const record: ServiceRecord = {
-        name, kind: "http", key: key ?? "none", gateway: options.gateway, urls: registration.urls, scheme: registration.scheme,
+        name, kind: "http", key: key ?? DEFAULT_KEY, gateway: options.gateway, urls: registration.urls, scheme: registration.scheme,
         token, ...selfPid(), started, socket: options.socket,
       };
       await saveService(registry, record).catch(() => {});

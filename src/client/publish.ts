@@ -5,10 +5,10 @@
  *
  * @module
  */
-import { messageOf } from "../lib/errors.ts";
+import { messageOf, RegistrationRefused } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import type { EventSink } from "./events.ts";
-import { RegistrationRefused, type GatewaySession, type Registration } from "./session.ts";
+import type { GatewaySession, Registration } from "./session.ts";
 
 /** Pauses between reconnections: doubling from `initialMs` up to `maxMs`, each with jitter. */
 export interface Backoff {

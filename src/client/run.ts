@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { promises as fs } from "node:fs";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { generateToken, hashToken } from "../lib/token.ts";
@@ -19,9 +18,10 @@ import type { EventSink } from "./events.ts";
 import type { Backoff } from "./publish.ts";
 import { keepPublished } from "./publish.ts";
 import { IdleWatch } from "./idle.ts";
+import { DEFAULT_KEY } from "../control/protocol.ts";
 import { GatewaySession, type Registration } from "./session.ts";
 import { socketExposure } from "./privacy.ts";
-import { inspectSocketPath } from "./socket_owner.ts";
+import { inspectSocketPath, removeIfStale } from "./socket_owner.ts";
 
 /** Exit statuses of `conductor`. */
 export const EXIT_OK = 0;
@@ -82,6 +82,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   // Watched from the start: an app that exits before it ever listens is an error whatever its status.
   let listened = false;
   app.ready().then(() => { listened = true; }, () => {});
+  const stopWaiting = reportWaiting(args.appSocket, args.startTimeoutMs, events, () => listened || app.done);
   let warnedExposure = false;
   // --idle-timeout, and the gateway's own --max-idle: the run ends as after a signal, and exits 0.
   let endIdle!: () => void;
@@ -103,7 +104,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   };
   let warnedActivity = false;
   const session = new GatewaySession({
-    ssh: clientSsh(env, args.destination, args.sshOptions, args.agent),
+    ssh: clientSsh(env, args),
     appSocket: args.appSocket,
     key: args.key,
     name: args.name,
@@ -139,7 +140,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
 
   const started = new Date().toISOString();
   const record = (registration: Registration): ServiceRecord => ({
-    name: args.name, kind: args.tcp ? "tcp" : "http", key: args.key ?? "none", gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
+    name: args.name, kind: args.tcp ? "tcp" : "http", key: args.key ?? DEFAULT_KEY, gateway: args.gateway, urls: registration.urls, scheme: registration.scheme,
     ...(registration.port === undefined ? {} : { address: registration.address, port: registration.port }),
     token, ...selfPid(), started, socket: args.appSocket, ...(tls === undefined ? {} : { tls }),
   });
@@ -161,6 +162,7 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   const why = await Promise.race([ended, published]);
   stopping = true;
   clearTimeout(startTimer);
+  stopWaiting();
   idleWatch?.stop();
   if (why === "start") {
     events({ state: "failed", reason: `Cannot publish the app: it did not listen on ${args.appSocket} within ${args.startTimeoutMs / 1000} s (--start-timeout); check that its command makes it listen there (CONDUCTOR_SOCKET holds the path), or give it longer` });
@@ -175,27 +177,52 @@ export async function runClient(args: ClientArgs, ctx: RunContext): Promise<numb
   const crashed = why === "app" && status !== 0;
   await session.close(!crashed).catch((err) => logger.warn("cannot close the SSH session cleanly", { error: messageOf(err) }));
   await removeService(registry, args.name, process.pid).catch(() => {});
-  await removeStaleSocket(args.appSocket);
+  await removeIfStale(args.appSocket).catch(() => {});
   if (why === "failed" || why === "start" || neverListened) return EXIT_ERROR;
   if (why === "signal" || why === "idle") return EXIT_OK;
   return status === 0 ? EXIT_OK : EXIT_ERROR;
 }
 
-/** Makes way for the app socket; returns why it cannot, or null. */
+/**
+ * Reports that conductor waits for the app to listen on `socket`, with the
+ * start timeout: at once, then every minute, until `listening()`.
+ * Returns what stops it.
+ */
+function reportWaiting(socket: string, timeoutMs: number, events: EventSink, listening: () => boolean): () => void {
+  const since = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const report = (): void => {
+    if (listening()) return;
+    events({ state: "waiting", socket, timeout: timeoutMs / 1000, waited: Math.round((Date.now() - since) / 1000) });
+    timer = setTimeout(report, 60_000);
+  };
+  report();
+  return () => clearTimeout(timer);
+}
+
+/**
+ * Makes way for the app socket: a socket nobody listens on is removed, a
+ * listener of the user's is stopped with `replace`; returns why the path
+ * cannot be used (exit status 2), or null. Nothing but a socket is ever removed.
+ */
 async function claimSocket(path: string, replace: boolean, logger: Logger): Promise<string | null> {
-  const state = await inspectSocketPath(path);
-  if (state.kind === "absent") return null;
-  if (state.kind === "stale") {
-    logger.debug("removing stale socket", { path });
-    await fs.rm(path, { force: true });
+  try {
+    const state = await inspectSocketPath(path);
+    if (state.kind === "other") return `Cannot start the app: ${path} is not a socket (it is ${state.what}); choose another path`;
+    if (state.kind === "live" && state.pids.length === 0) return `Cannot start the app: ${path} is in use by a process you cannot see; choose another socket path`;
+    if (state.kind === "live" && !replace) return `Cannot start the app: ${path} is in use by pid ${state.pids.join(", ")}; stop it, or run with --replace`;
+    if (state.kind === "live") await stopListeners(path, state.pids, logger);
+    if (state.kind === "stale") logger.debug("removing stale socket", { path });
+    await removeIfStale(path);
     return null;
+  } catch (err) {
+    return messageOf(err);
   }
-  if (!replace || state.pids.length === 0) {
-    return state.pids.length === 0
-      ? `Cannot start the app: ${path} is in use by a process you cannot see; choose another socket path`
-      : `Cannot start the app: ${path} is in use by pid ${state.pids.join(", ")}; stop it, or run with --replace`;
-  }
-  for (const pid of state.pids) {
+}
+
+/** Stops the user's processes listening on `path`: SIGTERM, SIGKILL after 10 s. */
+async function stopListeners(path: string, pids: number[], logger: Logger): Promise<void> {
+  for (const pid of pids) {
     logger.info("replacing the process listening on the socket", { path, pid });
     try {
       process.kill(pid, "SIGTERM");
@@ -204,20 +231,13 @@ async function claimSocket(path: string, replace: boolean, logger: Logger): Prom
   const deadline = Date.now() + 10_000;
   for (;;) {
     const now = await inspectSocketPath(path);
-    if (now.kind !== "live") break;
+    if (now.kind !== "live") return;
     if (Date.now() > deadline) {
       for (const pid of now.pids) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
       if (Date.now() > deadline + 5000) {
-        throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE", `Cannot replace the process on ${path}: it does not stop`);
+        throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE", `Cannot replace the process on ${path}: it does not stop; stop it yourself (kill -9 ${now.pids.join(" ")})`);
       }
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  await fs.rm(path, { force: true });
-  return null;
-}
-
-/** Removes the app socket file if nothing listens on it any more. */
-async function removeStaleSocket(path: string): Promise<void> {
-  if ((await inspectSocketPath(path).catch(() => null))?.kind === "stale") await fs.rm(path, { force: true });
 }

@@ -10,11 +10,12 @@ import { promises as fs } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { readLines } from "../control/lines.ts";
-import { decodeLine, encodeLine, GOODBYE, parseBanner, parseReply } from "../control/protocol.ts";
-import { ConductorError, messageOf } from "../lib/errors.ts";
+import { decodeLine, DEFAULT_KEY, encodeLine, GOODBYE, parseBanner, parseReply } from "../control/protocol.ts";
+import { ConductorError, messageOf, RegistrationRefused } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { SAFE_PATH_RE } from "../ssh/destination.ts";
-import type { SshSettings } from "../ssh/master.ts";
+import { connectTimeoutOf, type SshSettings } from "../ssh/master.ts";
+import { diagnoseRemoteSocket } from "../ssh/remote_socket.ts";
 import { leaseMaster, type MasterLease } from "../ssh/shared_master.ts";
 import type { EventSink } from "./events.ts";
 
@@ -47,11 +48,10 @@ export interface SessionOptions {
   onControl?: (message: Record<string, unknown>) => void;
 }
 
-/** The gateway refused the registration: trying again would not help. */
-export class RegistrationRefused extends ConductorError {
-  constructor(reason: string) {
-    super("CONDUCTOR_ERR_PROTOCOL", reason);
-    this.name = "RegistrationRefused";
+/** The gateway closed the control connection before it sent the line awaited. */
+class ControlClosed extends ConductorError {
+  constructor(what: string) {
+    super("CONDUCTOR_ERR_PROTOCOL", `Cannot register: the gateway closed the control connection before sending ${what}`);
   }
 }
 
@@ -85,11 +85,17 @@ export interface GatewayService {
   address?: string;
 }
 
-/** An open control connection and the directory the gateway assigned to it. */
+/** An open control connection, the gateway's banner and the directory it assigned. */
 interface ControlChannel {
   socket: Socket;
   lines: LineQueue;
+  banner: Record<string, unknown>;
   directory: string;
+}
+
+/** A session that only asks the gateway (list, check), registering nothing. */
+export function querySession(options: Pick<SessionOptions, "ssh" | "runtimeDir" | "events" | "logger">): GatewaySession {
+  return new GatewaySession({ ...options, appSocket: "", key: null, name: DEFAULT_KEY, token: "", authHash: "", appReady: async () => {} });
 }
 
 /** The connection to one gateway, registered again as often as needed. */
@@ -126,12 +132,12 @@ export class GatewaySession {
 
       const config: Record<string, string | number> = { auth: o.authHash };
       if (o.key !== null) config.key = o.key;
-      if (o.name !== (o.key ?? "none")) config.name = o.name;
+      if (o.name !== (o.key ?? DEFAULT_KEY)) config.name = o.name;
       if (o.tcp !== undefined) config.kind = "tcp";
       if (o.tcp?.port != null) config.port = o.tcp.port;
       control.write(encodeLine(config));
       const reply = parseReply(decodeLine(await lines.next("the reply to the registration")));
-      if (reply.status === "error") throw new RegistrationRefused(reply.reason);
+      if (reply.status === "error") throw new RegistrationRefused(reply.reason, reply.code);
       if (o.tcp !== undefined && reply.port === undefined) {
         throw new RegistrationRefused("Cannot publish a TCP service: this gateway answered with web addresses only (the original conductor, or an older conductor-server); publish it on a gateway with TCP streams");
       }
@@ -181,6 +187,13 @@ export class GatewaySession {
     }
   }
 
+  /** Opens the control connection, reads the banner and closes again: how `conductor check` reaches the gateway. */
+  async banner(): Promise<Record<string, unknown>> {
+    const { socket, banner } = await this.#openControl(async () => {});
+    socket.destroy();
+    return banner;
+  }
+
   /** Opens the control connection through the master and reads the banner (after `ready`). */
   async #openControl(ready: () => Promise<void>): Promise<ControlChannel> {
     const o = this.#o;
@@ -197,13 +210,22 @@ export class GatewaySession {
     this.#check();
     const socket = await this.#connectControl(this.#localControl);
     const lines = lineQueue(socket, o.lineTimeoutMs ?? 30_000);
-    const bannerJson = decodeLine(await lines.next("the banner"));
+    let first: string;
+    try {
+      first = await lines.next("the banner");
+    } catch (err) {
+      if (!(err instanceof ControlClosed)) throw err;
+      // OpenSSH tells the client only that sshd could not open the connection; the gateway is asked why.
+      throw new ConductorError("CONDUCTOR_ERR_SSH",
+        `Cannot reach the gateway's control socket ${d.controlPath} on ${d.host}: ${await diagnoseRemoteSocket(master, d.controlPath)}`);
+    }
+    const bannerJson = decodeLine(first);
     o.events({ state: "controlConnect", path: d.controlPath, banner: bannerJson as never });
     const banner = parseBanner(bannerJson);
     if (!SAFE_PATH_RE.test(banner.directory)) {
       throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot use the directory the gateway assigned, ${JSON.stringify(banner.directory)}: unexpected characters`);
     }
-    return { socket, lines, directory: banner.directory };
+    return { socket, lines, banner: bannerJson, directory: banner.directory };
   }
 
   /** Forgets the control forward and the master after a drop, so the next attempt checks them again. */
@@ -261,7 +283,10 @@ export class GatewaySession {
   async #master() {
     this.#check();
     if (this.#lease === null) {
-      this.#lease = await leaseMaster(this.#o.ssh, this.#o.runtimeDir);
+      const { ssh, events } = this.#o;
+      const d = ssh.destination;
+      this.#lease = await leaseMaster(ssh, this.#o.runtimeDir,
+        () => events({ state: "connecting", user: d.user, host: d.host, port: d.port, timeout: connectTimeoutOf(ssh) }));
       this.#o.logger.debug(this.#lease.reused ? "reusing SSH master" : "started SSH master", { control: this.#lease.master.controlPath });
       this.#check();
     }
@@ -345,7 +370,7 @@ function lineQueue(socket: Socket, timeoutMs: number): LineQueue {
     async next(what) {
       const deadline = Date.now() + timeoutMs;
       while (lines.length === 0) {
-        if (ended) throw new ConductorError("CONDUCTOR_ERR_PROTOCOL", `Cannot register: the gateway closed the control connection before sending ${what}`);
+        if (ended) throw new ControlClosed(what);
         const left = deadline - Date.now();
         if (left <= 0) {
           socket.destroy();

@@ -9,15 +9,15 @@
  *
  * @module
  */
-import { promises as fs } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { ConductorError, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { processAlive } from "../state/lock.ts";
 import { runtimeDir } from "../state/private_dir.ts";
-import type { SshSettings } from "../ssh/master.ts";
+import { connectTimeoutOf, type SshSettings } from "../ssh/master.ts";
+import type { ClientEvent } from "./events.ts";
 import { leaseMaster, type MasterLease } from "../ssh/shared_master.ts";
-import { inspectSocketPath } from "./socket_owner.ts";
+import { inspectSocketPath, removeIfStale } from "./socket_owner.ts";
 
 /** One forward, as ssh's -L takes its sides. */
 export interface Forward {
@@ -50,8 +50,9 @@ export function parseForward(spec: string, cwd: string): Forward {
   return { local: side(parts[0], "local"), remote: side(parts[1], "remote") };
 }
 
-/** What a tunnel reports: a forward is up, or it failed. */
+/** What a tunnel reports: ssh starts a connection, a forward is up, or it failed. */
 export type TunnelEvent =
+  | Extract<ClientEvent, { state: "connecting" }>
   | { state: "forward"; local: string; remote: string }
   | { state: "failed"; reason: string };
 
@@ -70,7 +71,9 @@ export interface TunnelContext {
 export async function runTunnel(ssh: SshSettings, forwards: Forward[], ctx: TunnelContext): Promise<number> {
   let lease: MasterLease;
   try {
-    lease = await leaseMaster(ssh, await runtimeDir(ctx.env));
+    const d = ssh.destination;
+    lease = await leaseMaster(ssh, await runtimeDir(ctx.env),
+      () => ctx.events({ state: "connecting", user: d.user, host: d.host, port: d.port, timeout: connectTimeoutOf(ssh) }));
   } catch (err) {
     ctx.events({ state: "failed", reason: messageOf(err) });
     return 1;
@@ -95,7 +98,7 @@ export async function runTunnel(ssh: SshSettings, forwards: Forward[], ctx: Tunn
   } finally {
     for (const forward of opened) {
       await lease.master.cancelLocal(forward.local, forward.remote);
-      if (forward.local.startsWith("/") && (await fs.lstat(forward.local).catch(() => null))?.isSocket()) await fs.rm(forward.local, { force: true });
+      if (forward.local.startsWith("/")) await removeIfStale(forward.local).catch(() => {});
     }
     await lease.release().catch((err) => ctx.logger.warn("cannot release the SSH master", { error: messageOf(err) }));
   }
@@ -105,11 +108,10 @@ export async function runTunnel(ssh: SshSettings, forwards: Forward[], ctx: Tunn
 /** A local socket nobody listens on is removed; one in use, or anything else at the path, is an error. */
 async function makeWayFor(local: string): Promise<void> {
   if (!local.startsWith("/")) return;
-  const st = await fs.lstat(local).catch(() => null);
-  if (st !== null && !st.isSocket()) throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE", `Cannot forward ${local}: it exists and is not a socket; choose another path`);
   const state = await inspectSocketPath(local);
-  if (state.kind === "stale") await fs.rm(local, { force: true });
-  else if (state.kind === "live") throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE", `Cannot forward ${local}: something listens on it already; choose another path`);
+  if (state.kind === "other") throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE", `Cannot forward ${local}: it is not a socket (it is ${state.what}); choose another path`);
+  if (state.kind === "live") throw new ConductorError("CONDUCTOR_ERR_SOCKET_IN_USE", `Cannot forward ${local}: something listens on it already; choose another path`);
+  await removeIfStale(local);
 }
 
 /** Resolves with "gone" once the master's process is no longer there (checked by its pid, without running ssh). */

@@ -10,9 +10,8 @@ import type { Logger } from "../lib/log.ts";
 import { authLink, findService, globRe, isLocal, keyMatches, listServices, registryDir, type ServiceRecord } from "../registry/services.ts";
 import { processAlive } from "../state/lock.ts";
 import { runtimeDir } from "../state/private_dir.ts";
-import type { Destination } from "../ssh/destination.ts";
-import { clientSsh } from "../ssh/master.ts";
-import { GatewaySession } from "./session.ts";
+import { clientSsh, type SshTarget } from "../ssh/master.ts";
+import { querySession } from "./session.ts";
 
 /** Where a verb writes, and what it knows of its environment. */
 export interface VerbContext {
@@ -55,7 +54,7 @@ export async function verifyService(name: string, key: string, ctx: VerbContext)
 }
 
 /** `conductor list [PATTERN]`: the user's live services, here or as `gateway` publishes them. */
-export async function listCommand(pattern: string, json: boolean, gateway: { destination: Destination; text: string; sshOptions: string[]; agent?: string } | null, ctx: VerbContext): Promise<number> {
+export async function listCommand(pattern: string, json: boolean, gateway: SshTarget | null, ctx: VerbContext): Promise<number> {
   if (gateway !== null) return listOnGateway(pattern, json, gateway, ctx);
   const records = await listServices(registryDir(ctx.env), pattern);
   if (json) {
@@ -67,19 +66,8 @@ export async function listCommand(pattern: string, json: boolean, gateway: { des
   return 0;
 }
 
-async function listOnGateway(pattern: string, json: boolean, gateway: { destination: Destination; text: string; sshOptions: string[]; agent?: string }, ctx: VerbContext): Promise<number> {
-  const session = new GatewaySession({
-    ssh: clientSsh(ctx.env, gateway.destination, gateway.sshOptions, gateway.agent),
-    appSocket: "",
-    key: null,
-    name: "none",
-    token: "",
-    authHash: "",
-    runtimeDir: await runtimeDir(ctx.env),
-    appReady: async () => {},
-    events: () => {},
-    logger: ctx.logger,
-  });
+async function listOnGateway(pattern: string, json: boolean, gateway: SshTarget, ctx: VerbContext): Promise<number> {
+  const session = querySession({ ssh: clientSsh(ctx.env, gateway), runtimeDir: await runtimeDir(ctx.env), events: () => {}, logger: ctx.logger });
   try {
     const match = globRe(pattern);
     const services = (await session.query()).filter((s) => match.test(s.name));

@@ -59,18 +59,6 @@ export async function lockClientDir(dir: string): Promise<void> {
 }
 
 /**
- * Checks, after locking, that a client placed nothing in its directory but
- * the socket: the directory was world-writable until then.
- */
-export async function checkClientDirContents(dir: string): Promise<void> {
-  const extra = (await fs.readdir(dir)).filter((name) => name !== SOCKET_NAME);
-  if (extra.length > 0) {
-    throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE",
-      `Cannot register route: ${dir} holds ${extra.map((n) => JSON.stringify(n)).join(", ")} besides the socket; place only the forwarded socket there`);
-  }
-}
-
-/**
  * Removes a client directory and what the client placed in it; a missing
  * directory is fine. The directory is locked first, so that its entries can
  * no longer change; the gateway then unlinks them one by one and never walks

@@ -7,16 +7,14 @@
  * @module
  */
 import { ConductorError } from "../lib/errors.ts";
-import { findAccount } from "../lib/users.ts";
+import { findAccount, USER_NAME_RE } from "../lib/users.ts";
 import type { DomainPattern } from "../gateway/domains.ts";
 import { KEY_RE } from "./protocol.ts";
 
-/** User names that can stand in a host name label. */
-const USER_RE = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 
 /** Checks that `user` (lowercased) can be part of a host name. */
 export function checkUserName(user: string): void {
-  if (!USER_RE.test(user)) {
+  if (!USER_NAME_RE.test(user)) {
     throw new ConductorError("CONDUCTOR_ERR_USER_UNKNOWN",
       `Cannot register route: the user name '${user}' cannot be part of a host name (letters, digits, '_' and '-' only); ask the gateway's admin`);
   }
@@ -32,7 +30,7 @@ export async function checkHostOwnership(key: string, user: string, patterns: re
     for (const pattern of patterns) {
       for (const other of pattern.split(host)) {
         if (other.user === user || other.user.length <= user.length) continue;
-        if (!KEY_RE.test(other.key) || !USER_RE.test(other.user)) continue;
+        if (!KEY_RE.test(other.key) || !USER_NAME_RE.test(other.user)) continue;
         if (await findAccount(other.user) === null) continue;
         throw new ConductorError("CONDUCTOR_ERR_HOST_TAKEN",
           `Cannot register route: ${host} reads as key '${other.key}' of user ${other.user}, so it is theirs; choose another key with -k`);

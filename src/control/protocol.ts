@@ -2,7 +2,8 @@
  * The control socket's wire protocol: JSON lines, UTF-8, one object per line,
  * compatible with the original Python conductor in both directions.
  *
- * - server → client on connect: `{"status": "ok", "directory": "<absolute path>"}`
+ * - server → client on connect: `{"status": "ok", "directory": "<absolute path>"}` (this
+ *   gateway adds `"version"` and `"domains"`, its domain patterns, which old clients ignore)
  * - client → server: `{"auth": "<hex blake2b-512 of the token>", "key": "<key>"}`
  * - server → client: `{"status": "ok", "urls": [...]}` or `{"status": "error", "reason": "..."}`
  * - then the connection is held open; EOF from either side ends the registration.
@@ -56,10 +57,10 @@ export interface RegisterRequest {
 /** The server's answer to a registration; `activity`: the gateway reports browser activity (an extension). */
 export type Reply =
   | { status: "ok"; urls: string[]; scheme: "http" | "https"; activity: boolean; address?: string; port?: number }
-  | { status: "error"; reason: string };
+  | { status: "error"; reason: string; code?: string };
 
 /** A JSON value as the protocol carries it. */
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 
 /**
  * Encodes one message as a line the way Python's `json.dumps` does by default
@@ -159,7 +160,7 @@ export function parseReply(message: Record<string, unknown>): Reply {
     return { status: "ok", urls: message.urls as string[], scheme: message.scheme === "http" ? "http" : "https", activity: message.activity === true, ...stream };
   }
   const reason = typeof message.reason === "string" ? message.reason : `server answered ${preview(JSON.stringify(message))}`;
-  return { status: "error", reason };
+  return typeof message.code === "string" ? { status: "error", reason, code: message.code } : { status: "error", reason };
 }
 
 function preview(s: string): string {

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { clock, everySecond } from "../lib/sweeper.ts";
 import { busyResponse } from "./pages.ts";
@@ -24,16 +23,6 @@ export const DEFAULT_CONNECTION_CAPS: ConnectionCaps = { maxTotal: 8192, maxPerA
 
 /** Descriptors kept for everything but browser connections: control connections, state files, logs. */
 const RESERVED_FDS = 48;
-
-/** The soft limit of open files of this process (from /proc/self/limits), or null when it cannot be read or is unlimited. */
-export function openFilesLimit(limits = "/proc/self/limits"): number | null {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync(limits, "utf8"));
-    return m === null ? null : Number(m[1]);
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The total cap that fits `openFiles` descriptors: a proxied connection holds

@@ -48,14 +48,6 @@ export interface Route {
   lastActivity: number;
   /** Keep-alive connections to the app socket. */
   readonly pool: RoutePool;
-  /**
-   * True while no control connection holds the route (taken over at a
-   * restart): its own run may replace it, and another run of its user too
-   * once its socket stops answering.
-   */
-  readonly waiting: boolean;
-  /** A new registration took this route's place: ends whatever holds it (its control connection, or the wait for its client); requests in progress finish. */
-  readonly release: (reason: string) => void;
 }
 
 /** The set of routes, indexed by host name and by user and key. */

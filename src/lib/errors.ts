@@ -31,7 +31,11 @@ export type ErrorCode =
   | "CONDUCTOR_ERR_AGENT"
   | "CONDUCTOR_ERR_STREAM_INVALID"
   | "CONDUCTOR_ERR_STREAM_REFUSED"
-  | "CONDUCTOR_ERR_NGINX";
+  | "CONDUCTOR_ERR_NGINX"
+  | "CONDUCTOR_ERR_RATE"
+  | "CONDUCTOR_ERR_BUSY"
+  | "CONDUCTOR_ERR_IDLE_CLOSED"
+  | "CONDUCTOR_ERR_INTERNAL";
 
 /** An error with a stable `code`, and a `cause` where one exists. */
 export class ConductorError extends Error {
@@ -45,6 +49,21 @@ export class ConductorError extends Error {
   }
 }
 
+/**
+ * The gateway refused a registration: trying again would not help. `gatewayCode`
+ * is the code the gateway gave (an extension of the protocol; the original
+ * server gives none), e.g. `CONDUCTOR_ERR_KEY_TAKEN` or `CONDUCTOR_ERR_ROUTE_LIMIT`.
+ */
+export class RegistrationRefused extends ConductorError {
+  readonly gatewayCode: string | undefined;
+
+  constructor(reason: string, gatewayCode?: string) {
+    super("CONDUCTOR_ERR_PROTOCOL", reason);
+    this.name = "RegistrationRefused";
+    this.gatewayCode = gatewayCode;
+  }
+}
+
 /** True when `err` is a Node system error with the given errno code (`ENOENT`, …). */
 export function isErrno(err: unknown, code: string): boolean {
   return typeof err === "object" && err !== null && (err as NodeJS.ErrnoException).code === code;
@@ -53,4 +72,9 @@ export function isErrno(err: unknown, code: string): boolean {
 /** The message of any thrown value, for logs and replies. */
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A usage error of `program`'s command line: the reason, then where to read more ("Try 'PROGRAM --help'."). */
+export function usageError(program: string, reason: string): ConductorError {
+  return new ConductorError("CONDUCTOR_ERR_USAGE", `${reason}\nTry '${program} --help'.`);
 }

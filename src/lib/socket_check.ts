@@ -21,17 +21,10 @@ export interface SocketFacts {
 }
 
 /**
- * Checks that `path` is a socket (not a symlink), has exactly one link, is not
- * accessible to other users, and accepts a connection within `timeoutMs`.
- * Throws a `ConductorError` naming the path and the fix otherwise.
+ * Checks that `path` is a socket (not a symlink), has exactly one link and is
+ * not accessible to other users; throws a `ConductorError` naming the path
+ * and the fix otherwise.
  */
-export async function checkRouteSocket(path: string, timeoutMs = 5000): Promise<SocketFacts> {
-  const facts = await inspectRouteSocket(path);
-  await probeSocket(path, timeoutMs);
-  return facts;
-}
-
-/** The file checks of {@link checkRouteSocket}, without connecting. */
 export async function inspectRouteSocket(path: string): Promise<SocketFacts> {
   let st;
   try {

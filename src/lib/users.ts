@@ -17,6 +17,9 @@ export interface Account {
   shell: string;
 }
 
+/** User names the gateway publishes under: lowercase, fit for a host name label and a file name. */
+export const USER_NAME_RE = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
 const CACHE_MS = 60_000;
 const cache = new Map<string, { account: Account | null; expires: number }>();
 

@@ -7,11 +7,12 @@
  */
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
-import { ConductorError, messageOf } from "../lib/errors.ts";
+import { messageOf, usageError, type ConductorError } from "../lib/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { DEFAULT_CONNECTION_CAPS } from "../gateway/connection_limits.ts";
 import { parseDomainPattern } from "../gateway/domains.ts";
 import { DEFAULT_POOL_OPTIONS, type PoolOptions } from "../gateway/pool.ts";
+import { DEFAULT_RATE } from "../control/registrar/rate.ts";
 import type { GatewayOptions } from "./service.ts";
 import { BUILTIN_MODULE, DEFAULT_STREAM_SETTINGS, type StreamSettings } from "../streams/settings.ts";
 import { checkCidr, parsePortRange } from "../streams/validate.ts";
@@ -23,6 +24,9 @@ export const DEFAULT_RUNTIME_DIR = "/var/run/conductor";
 export const DEFAULT_PORT = 8888;
 /** The default directory of durable state. */
 export const DEFAULT_STATE_DIR = "/var/lib/conductor";
+
+/** Paths that may stand in nginx's configuration as they are. */
+const NGINX_SAFE_PATH = /^\/[A-Za-z0-9._/+-]*$/;
 
 /** `conductor-server --help`. */
 export const SERVER_HELP = `Usage: conductor-server [options]
@@ -79,8 +83,15 @@ Control socket and limits:
       --max-idle DURATION      close a route no browser used for DURATION (90, 30s,
                                15m, 2h), whatever its client asked; the client
                                prints why and stops its app (default: never)
+      --max-registrations-per-minute N
+                               registrations one user may make per minute, routes
+                               and streams together, after a first ${DEFAULT_RATE.burst} at once (or
+                               twice the two per-user limits, if more) (default
+                               ${DEFAULT_RATE.perMinute}; 0 for no limit)
 
-TCP streams (conductor --tcp), relayed by an nginx the gateway runs as its own user:
+TCP streams (conductor --tcp), relayed by an nginx the gateway runs as its own user,
+configured once for every port of the range (a registration swaps a symbolic link,
+nginx is not reloaded); it outlives the gateway, whose next start adopts it:
       --port-range FIRST-LAST  ports handed out, both included (default ${DEFAULT_STREAM_SETTINGS.range.first}-${DEFAULT_STREAM_SETTINGS.range.last};
                                environment PORT_RANGE)
       --stream-host NAME       host name given to clients as NAME:PORT (default: this
@@ -88,17 +99,28 @@ TCP streams (conductor --tcp), relayed by an nginx the gateway runs as its own u
       --streams-per-user N     streams one user may hold at once (default ${DEFAULT_STREAM_SETTINGS.perUser})
       --stream-allow CIDR      only addresses in CIDR may connect to streams (nginx
                                allow); repeatable
-      --stream-deny CIDR       addresses in CIDR may not (nginx deny, after the allows);
-                               repeatable
+      --stream-deny CIDR       addresses in CIDR may not, even inside an allowed
+                               block (nginx deny, before the allows); repeatable
       --stream-max-connections N
-                               connections to one stream at once (nginx limit_conn;
-                               default 0, no cap)
+                               connections to one stream port at once (nginx
+                               limit_conn; default ${DEFAULT_STREAM_SETTINGS.maxConnections}; 0 for no cap)
+      --stream-max-connections-per-address N
+                               the same from one client address, so that one
+                               address cannot starve the others (default ${DEFAULT_STREAM_SETTINGS.maxConnectionsPerAddress}; 0 for
+                               no cap)
+      --stream-grace DURATION  keep the port of a stream whose client dropped
+                               without a goodbye for the same user and name this
+                               long (default ${DEFAULT_STREAM_SETTINGS.graceMs / 1000}s)
       --stream-idle-timeout DURATION
                                close a stream connection silent both ways for
                                DURATION (nginx proxy_timeout; default 24h, since
                                nginx's own 10m drops idle database sessions)
       --stream-proxy-protocol  send the PROXY protocol header, so that the app sees
                                the client's address (the app must expect it)
+      --nginx-mode own|site    own: the gateway runs its own nginx (the default);
+                               site: the site's nginx includes the blocks the
+                               gateway writes into --stream-dir (reloaded by the
+                               admin once, at setup; see conductor-server(8))
       --nginx PATH             the nginx program (default ${DEFAULT_STREAM_SETTINGS.nginx};
                                environment NGINX_BIN)
       --stream-module PATH     nginx's stream module, loaded by absolute path, or
@@ -109,6 +131,10 @@ TCP streams (conductor --tcp), relayed by an nginx the gateway runs as its own u
       --stream-prefix PREFIX   name prefix of the gateway's block files there
                                (default ${DEFAULT_STREAM_SETTINGS.prefix}; environment STREAM_PREFIX)
       --no-streams             publish web apps only
+      --stop-streams           stop the streams' nginx of --runtime-dir (the
+                               connections it relays end) and exit
+      --print-stream-config    print the stream blocks for the site's nginx (the
+                               files --nginx-mode site writes) and exit
       --admin-socket PATH      serve the streams' admin API (stream-conductor's verbs:
                                /status, /getstreams, /createstream/PORT/BACKEND,
                                /removestream/PORT, /hasstream/PORT, /getfreeport) on
@@ -126,7 +152,8 @@ Other:
   -V, --version                print the version and exit
   -h, --help                   print this help and exit
 
-Signals: SIGHUP reloads the TLS files; SIGTERM and SIGINT stop the server.
+Signals: SIGHUP reloads the TLS files; SIGTERM and SIGINT stop the server (the
+streams' nginx goes on relaying for the next start; --stop-streams ends it).
 See conductor-server(8) and conductor(7).
 `;
 
@@ -134,7 +161,9 @@ See conductor-server(8) and conductor(7).
 export type ServerCommand =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "run"; options: GatewayOptions; verbose: boolean };
+  | { kind: "run"; options: GatewayOptions; verbose: boolean }
+  | { kind: "stop-streams"; settings: StreamSettings; runtimeDir: string; verbose: boolean }
+  | { kind: "print-stream-config"; settings: StreamSettings; runtimeDir: string };
 
 /**
  * Parses conductor-server's arguments, given the descriptor of the socket
@@ -172,6 +201,12 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
         "stream-allow": { type: "string", multiple: true },
         "stream-deny": { type: "string", multiple: true },
         "stream-max-connections": { type: "string" },
+        "stream-max-connections-per-address": { type: "string" },
+        "stream-grace": { type: "string" },
+        "stop-streams": { type: "boolean" },
+        "print-stream-config": { type: "boolean" },
+        "nginx-mode": { type: "string" },
+        "max-registrations-per-minute": { type: "string" },
         "stream-idle-timeout": { type: "string" },
         "stream-proxy-protocol": { type: "boolean" },
         nginx: { type: "string" },
@@ -194,6 +229,13 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
   }
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
+  if (values["print-stream-config"]) {
+    return { kind: "print-stream-config", settings: streamSettings(values, env), runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR };
+  }
+  if (values["stop-streams"]) {
+    if (values["no-streams"]) throw usage("--stop-streams and --no-streams contradict each other");
+    return { kind: "stop-streams", settings: streamSettings(values, env), runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR, verbose: values.verbose ?? false };
+  }
   for (const pattern of values.domain ?? []) {
     try {
       parseDomainPattern(pattern);
@@ -215,6 +257,10 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
         "drop the option, or set ListenStream=, SocketGroup= and SocketMode= in the .socket unit instead");
     }
   }
+  const runtimeDir = values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR;
+  if (!values["no-streams"] && !NGINX_SAFE_PATH.test(runtimeDir)) {
+    throw usage(`--runtime-dir goes into nginx's configuration (the streams' links), so it takes an absolute path of letters, digits and ._/+-, not '${runtimeDir}'; or give --no-streams`);
+  }
   return {
     kind: "run",
     verbose: values.verbose ?? false,
@@ -224,7 +270,7 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
       sock: values.sock,
       sockGroup: values["sock-group"],
       listenFd,
-      runtimeDir: values["runtime-dir"] ?? DEFAULT_RUNTIME_DIR,
+      runtimeDir,
       stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
       domains: values.domain ?? [],
       tls: cert === undefined || key === undefined ? undefined : { certFile: cert, keyFile: key, allowedClientsFile: allowed },
@@ -233,6 +279,8 @@ export function parseServerArgs(argv: string[], listenFd?: number, env: NodeJS.P
       maxPending: values["max-pending"] === undefined ? undefined : integer(values["max-pending"], "--max-pending", 1, 1_000_000),
       maxRequestBody: values["max-request-body"] === undefined ? undefined : size(values["max-request-body"], "--max-request-body"),
       maxIdleMs: values["max-idle"] === undefined ? undefined : wrapUsage(() => parseDuration(values["max-idle"]!, "--max-idle")) * 1000,
+      registrationRate: values["max-registrations-per-minute"] === undefined ? undefined
+        : { ...DEFAULT_RATE, perMinute: integer(values["max-registrations-per-minute"], "--max-registrations-per-minute", 0, 1_000_000) },
       pool: values["max-app-connections"] === undefined ? undefined : appConnections(integer(values["max-app-connections"], "--max-app-connections", 0, 1_000_000)),
       streams: values["no-streams"] ? undefined : streamSettings(values, env),
       admin: adminOptions(values),
@@ -277,22 +325,31 @@ function streamSettings(values: Record<string, string | string[] | boolean | und
   if (!/^[A-Za-z0-9_.-]{1,32}$/.test(prefix)) throw usage(`--stream-prefix takes 1 to 32 letters, digits, '_', '.' and '-', not '${prefix}'`);
   const path = (name: string, fallback: string | undefined): string | undefined => {
     const value = text(name) ?? fallback;
-    if (value !== undefined && !/^\/[A-Za-z0-9._/+-]*$/.test(value)) throw usage(`--${name} takes an absolute path of letters, digits and ._/+-, not '${value}'`);
+    if (value !== undefined && !NGINX_SAFE_PATH.test(value)) throw usage(`--${name} takes an absolute path of letters, digits and ._/+-, not '${value}'`);
     return value;
   };
   const idle = text("stream-idle-timeout");
+  const mode = text("nginx-mode") ?? DEFAULT_STREAM_SETTINGS.mode;
+  if (mode !== "own" && mode !== "site") throw usage(`--nginx-mode takes own or site, not '${mode}'`);
+  const dir = path("stream-dir", env.STREAM_CONFIG_PATH);
+  if (mode === "site" && dir === undefined) throw usage("--nginx-mode site needs --stream-dir: the directory the site's nginx includes the gateway's blocks from");
   return {
     ...DEFAULT_STREAM_SETTINGS,
+    mode,
     range: range === undefined ? DEFAULT_STREAM_SETTINGS.range : wrapUsage(() => parsePortRange(range)),
     nginx: path("nginx", env.NGINX_BIN) ?? DEFAULT_STREAM_SETTINGS.nginx,
     module: text("stream-module") === BUILTIN_MODULE ? BUILTIN_MODULE : path("stream-module", undefined) ?? DEFAULT_STREAM_SETTINGS.module,
-    dir: path("stream-dir", env.STREAM_CONFIG_PATH),
+    dir,
     prefix,
     host: text("stream-host") ?? hostname(),
     perUser: text("streams-per-user") === undefined ? DEFAULT_STREAM_SETTINGS.perUser : integer(text("streams-per-user")!, "--streams-per-user", 1, 65535),
     allow: masks("stream-allow"),
     deny: masks("stream-deny"),
-    maxConnections: text("stream-max-connections") === undefined ? 0 : integer(text("stream-max-connections")!, "--stream-max-connections", 0, 1_000_000),
+    maxConnections: text("stream-max-connections") === undefined ? DEFAULT_STREAM_SETTINGS.maxConnections
+      : integer(text("stream-max-connections")!, "--stream-max-connections", 0, 1_000_000),
+    maxConnectionsPerAddress: text("stream-max-connections-per-address") === undefined ? DEFAULT_STREAM_SETTINGS.maxConnectionsPerAddress
+      : integer(text("stream-max-connections-per-address")!, "--stream-max-connections-per-address", 0, 1_000_000),
+    graceMs: text("stream-grace") === undefined ? DEFAULT_STREAM_SETTINGS.graceMs : wrapUsage(() => parseDuration(text("stream-grace")!, "--stream-grace")) * 1000,
     idleTimeoutS: idle === undefined ? DEFAULT_STREAM_SETTINGS.idleTimeoutS : wrapUsage(() => parseDuration(idle, "--stream-idle-timeout")),
     proxyProtocol: values["stream-proxy-protocol"] === true,
   };
@@ -321,7 +378,7 @@ function size(text: string, option: string): number {
 }
 
 function usage(reason: string): ConductorError {
-  return new ConductorError("CONDUCTOR_ERR_USAGE", `${reason}\nTry 'conductor-server --help'.`);
+  return usageError("conductor-server", reason);
 }
 
 /** Pool settings for --max-app-connections N: N open, N more waiting (no queue without a cap). */

@@ -14,6 +14,23 @@ import { agentFiles, isConductorAgent } from "../agent/files.ts";
 import { ConductorError } from "../lib/errors.ts";
 import type { Destination } from "./destination.ts";
 
+/** Seconds ssh has to reach the gateway and finish its handshake (`ConnectTimeout`) by default. */
+export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 30;
+
+/** Seconds conductor lets the master's ssh take beyond its `ConnectTimeout` (authentication) before it gives up itself. */
+const AUTH_SECONDS = 30;
+
+/** Where and how a command reaches the gateway: the command line's part for SSH. */
+export interface SshTarget {
+  destination: Destination;
+  /** `-o` options for ssh (`Name=value`). */
+  sshOptions: readonly string[];
+  /** A conductor-agent's socket (--agent). */
+  agent?: string;
+  /** ssh's `ConnectTimeout`, in seconds. Default {@link DEFAULT_CONNECT_TIMEOUT_SECONDS}. */
+  connectTimeout?: number;
+}
+
 /** How to reach the gateway over SSH. */
 export interface SshSettings {
   /** The ssh program (`CONDUCTOR_SSH`, default "ssh"). */
@@ -25,19 +42,25 @@ export interface SshSettings {
   persistSeconds: number;
   /** Seconds between keep-alive probes; the master gives up after 3 missed ones. */
   aliveInterval: number;
+  /** ssh's `ConnectTimeout`, in seconds, unless `options` set one. */
+  connectTimeout: number;
   /** Runs before each SSH operation: the master, a forward, a remote command (a conductor-agent's `use`: unlock it, mark use). */
   beforeSsh?: () => Promise<void>;
 }
 
 /**
- * The settings of conductor's SSH connections to `destination`: the ssh of
+ * The settings of conductor's SSH connections to `target`: the ssh of
  * `CONDUCTOR_SSH` (default ssh), a master that outlives its last channel by
  * 60 s, keep-alive probes every 15 s. With a conductor-agent (`agent`, or
  * the one `SSH_AUTH_SOCK` names), it is unlocked and marked used before each
  * SSH operation.
  */
-export function clientSsh(env: NodeJS.ProcessEnv, destination: Destination, options: readonly string[], agent?: string): SshSettings {
-  const settings: SshSettings = { ssh: env.CONDUCTOR_SSH || "ssh", destination, options, persistSeconds: 60, aliveInterval: 15 };
+export function clientSsh(env: NodeJS.ProcessEnv, target: SshTarget): SshSettings {
+  const { destination, sshOptions: options, agent } = target;
+  const settings: SshSettings = {
+    ssh: env.CONDUCTOR_SSH || "ssh", destination, options, persistSeconds: 60, aliveInterval: 15,
+    connectTimeout: target.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT_SECONDS,
+  };
   const socket = agent ?? env.SSH_AUTH_SOCK;
   if (socket === undefined || (agent === undefined && !isConductorAgent(socket))) return settings;
   const files = agentFiles(socket);
@@ -58,11 +81,21 @@ export function identityAgent(path: string): string {
   return `IdentityAgent="${path.replace(/%/g, "%%")}"`;
 }
 
-/** What an ssh invocation printed and how it ended. */
+/** What an ssh invocation printed and how it ended; `timedOut`: conductor stopped it. */
 interface SshResult {
   code: number;
   stdout: string;
   stderr: string;
+  timedOut?: boolean;
+}
+
+/** The `ConnectTimeout` ssh will use: the one of the `-o` options (which come first and win), else conductor's. */
+export function connectTimeoutOf(settings: SshSettings): number {
+  for (const option of settings.options) {
+    const m = /^ConnectTimeout\s*[= ]\s*([0-9]+)\s*$/i.exec(option);
+    if (m !== null) return Number(m[1]);
+  }
+  return settings.connectTimeout;
 }
 
 /** Options of the master and of connections it makes; user options come first and win. */
@@ -75,6 +108,7 @@ function connectionOptions(settings: SshSettings): string[] {
     "-o", `ServerAliveInterval=${settings.aliveInterval}`,
     "-o", "ServerAliveCountMax=3",
     "-o", "StreamLocalBindUnlink=yes",
+    "-o", `ConnectTimeout=${settings.connectTimeout}`,
   );
   return args;
 }
@@ -100,8 +134,11 @@ export class SshMaster {
   /**
    * Starts the master in the background; resolves once it is authenticated
    * and ready, rejects with ssh's own message (`CONDUCTOR_ERR_SSH`) otherwise.
+   * ssh gives up on its own after its `ConnectTimeout`, saying why; conductor
+   * stops it 30 s later (authentication taking that long).
    */
-  async start(timeoutMs = 60_000): Promise<void> {
+  async start(): Promise<void> {
+    const limit = connectTimeoutOf(this.settings) + AUTH_SECONDS;
     await this.settings.beforeSsh?.();
     const args = [
       "-f", "-N", "-T",
@@ -111,7 +148,11 @@ export class SshMaster {
       ...connectionOptions(this.settings),
       ...destinationArgs(this.settings.destination),
     ];
-    const result = await this.#run(args, timeoutMs, true);
+    const result = await this.#run(args, limit * 1000, true);
+    if (result.timedOut) {
+      const said = sshSaid(result.stderr);
+      throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot connect to ${this.#where()}: ssh had not logged in after ${limit} s, so conductor stopped it${said === null ? "" : ` (ssh said: ${said})`}; check that the gateway's sshd answers (ssh -v ${this.#where()})`);
+    }
     if (result.code !== 0) {
       throw new ConductorError("CONDUCTOR_ERR_SSH", `Cannot connect to ${this.#where()}: ${sshMessage(result)}`);
     }
@@ -208,7 +249,8 @@ export class SshMaster {
       let stderr = "";
       child.stderr.setEncoding("utf8");
       child.stderr.on("data", (chunk: string) => { if (stderr.length < 8192) stderr += chunk; });
-      const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
+      let timedOut = false;
+      const timer = setTimeout(() => { timedOut = true; child.kill("SIGTERM"); }, timeoutMs);
       child.on("error", (err) => {
         clearTimeout(timer);
         resolve({ code: 255, stdout: "", stderr: `cannot run ${this.settings.ssh}: ${err.message}` });
@@ -216,14 +258,19 @@ export class SshMaster {
       child.on("exit", (code) => {
         clearTimeout(timer);
         child.stderr.destroy();
-        resolve({ code: code ?? 255, stdout: "", stderr });
+        resolve({ code: code ?? 255, stdout: "", stderr, timedOut });
       });
     });
   }
 }
 
-/** ssh's error text, trimmed to its meaningful lines. */
+/** ssh's error text, trimmed to its meaningful lines, or null when it said nothing. */
+function sshSaid(stderr: string): string | null {
+  const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("Warning: Permanently added"));
+  return lines.length > 0 ? lines.slice(-3).join("; ") : null;
+}
+
+/** ssh's error text, or its exit status when it said nothing. */
 function sshMessage(result: SshResult): string {
-  const lines = result.stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("Warning: Permanently added"));
-  return lines.length > 0 ? lines.slice(-3).join("; ") : `ssh exited with status ${result.code}`;
+  return sshSaid(result.stderr) ?? `ssh exited with status ${result.code}`;
 }

@@ -31,8 +31,11 @@ export function masterName(settings: SshSettings): string {
   return createHash("sha256").update(JSON.stringify([settings.ssh, d.user, d.host, d.port, settings.options])).digest("hex").slice(0, 16);
 }
 
-/** Takes a lease on the master for `settings`, starting it when none runs. `dir` is the user's private runtime directory. */
-export async function leaseMaster(settings: SshSettings, dir: string): Promise<MasterLease> {
+/**
+ * Takes a lease on the master for `settings`, starting it when none runs
+ * (`starting` is called first). `dir` is the user's private runtime directory.
+ */
+export async function leaseMaster(settings: SshSettings, dir: string, starting?: () => void): Promise<MasterLease> {
   const name = masterName(settings);
   const master = new SshMaster(settings, join(dir, `${name}.ssh`));
   const usersDir = join(dir, `${name}.users`);
@@ -44,10 +47,13 @@ export async function leaseMaster(settings: SshSettings, dir: string): Promise<M
     if (await master.check() !== null) return true;
     // A control socket nobody answers on is left over from a crash.
     await fs.rm(master.controlPath, { force: true });
+    starting?.();
     try {
       await master.start();
     } catch (err) {
       await fs.rm(me, { force: true });
+      // Nobody else uses a master that never started: its directory goes too.
+      await fs.rmdir(usersDir).catch(() => {});
       throw err;
     }
     return false;

@@ -12,6 +12,7 @@ import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { USER_NAME_RE } from "../lib/users.ts";
 import { updateJson, readJson } from "./json_file.ts";
 import { ensurePrivateDir } from "./private_dir.ts";
 
@@ -39,7 +40,7 @@ export interface UserFile {
 }
 
 /** File names are user names, which registration checks; anything else in the directory is ignored. */
-const USER_FILE = /^([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)\.json$/;
+const USER_FILE = new RegExp(`^(${USER_NAME_RE.source.slice(1, -1)})\\.json$`);
 const FLUSH_MS = 50;
 
 type Change = (file: UserFile) => void;

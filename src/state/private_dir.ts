@@ -36,3 +36,21 @@ export async function runtimeDir(env: NodeJS.ProcessEnv = process.env): Promise<
   }
   return ensurePrivateDir(join(tmpdir(), `conductor-${process.geteuid!()}`));
 }
+
+/**
+ * Checks that `path` (`what`, for the message) is a directory of this
+ * process's user that no other user may write to: one that others could
+ * write to would let them plant what the gateway then trusts.
+ */
+export async function checkOwnDirectory(path: string, what: string): Promise<void> {
+  const st = await fs.lstat(path);
+  const uid = process.geteuid!();
+  if (!st.isDirectory() || st.uid !== uid) {
+    throw new ConductorError("CONDUCTOR_ERR_RUNTIME_DIR",
+      `Cannot use ${path} as ${what}: it must be a directory owned by the gateway's user (uid ${uid}), but it is ${st.isDirectory() ? `owned by uid ${st.uid}` : "not a directory"}; chown it or remove it`);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new ConductorError("CONDUCTOR_ERR_RUNTIME_DIR",
+      `Cannot use ${path} as ${what}: other users may write to it (mode 0${(st.mode & 0o7777).toString(8)}), so they could plant files there; chmod go-w ${path}`);
+  }
+}

@@ -53,7 +53,8 @@ export function checkStreamName(name: unknown): string {
 }
 
 const DNS_LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
-const DNS_NAME_RE = new RegExp(`^(?=.{1,253}$)${DNS_LABEL}(?:\\.${DNS_LABEL})*$`, "i");
+/** A DNS name whose last label starts with a letter: the C library reads `2130706433` or `0x7f000001` as an IPv4 address. */
+const DNS_NAME_RE = new RegExp(`^(?=.{1,253}$)(?:${DNS_LABEL}\\.)*[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$`, "i");
 /** Characters a socket path may hold in a stream block. */
 const SOCKET_PATH_RE = /^\/[A-Za-z0-9._/-]+$/;
 
@@ -66,7 +67,7 @@ export function checkBackend(backend: unknown, socketsDir: string): string {
   if (typeof backend !== "string") throw invalid(`Cannot use backend ${show(backend)}: ${BACKEND_RULE}`);
   if (backend.startsWith("unix:")) {
     const path = backend.slice(5);
-    if (!SOCKET_PATH_RE.test(path) || normalize(path) !== path || !path.startsWith(socketsDir + "/")) {
+    if (!SOCKET_PATH_RE.test(path) || normalize(path) !== path || !path.startsWith(socketsDir + "/") || path.endsWith("/")) {
       throw invalid(`Cannot use backend ${show(backend)}: a unix: backend is a socket path inside ${socketsDir}, of letters, digits, '.', '_', '-' and '/'`);
     }
     return backend;
@@ -79,7 +80,7 @@ export function checkBackend(backend: unknown, socketsDir: string): string {
   return backend;
 }
 
-const BACKEND_RULE = "a backend is HOST:PORT (HOST a DNS name, an IPv4 address or an [IPv6] address; PORT from 1 to 65535) or unix:/path/to/socket";
+const BACKEND_RULE = "a backend is HOST:PORT (HOST a DNS name whose last label starts with a letter, a dotted IPv4 address or an [IPv6] address; PORT from 1 to 65535) or unix:/path/to/socket";
 
 /** Checks an address mask for nginx's `allow`/`deny`: an IP address, a CIDR block, or `all`. */
 export function checkCidr(mask: string, option: string): string {

@@ -12,6 +12,7 @@ import { makeRuntimeDir } from "../helpers/gateway.ts";
 import { bin, fixture } from "../helpers/install.ts";
 import { startProcess, type TestProcess } from "../helpers/process.ts";
 import { startSshd, type TestSshd } from "../helpers/sshd.ts";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 
@@ -50,7 +51,11 @@ export interface ChainOptions {
 export async function startChain(t: Cleanup, options: ChainOptions = {}): Promise<Chain> {
   const sshd = await startSshd(t, { users: "current" });
   const runtimeDir = makeRuntimeDir(t);
-  const gateway = startProcess(t, process.execPath, [...(options.gatewayNodeArgs ?? []), bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", ...(options.gatewayArgs ?? [])]);
+  // Streams only for the rows that measure them (with their own ports); their nginx outlives the gateway, so it is stopped at the end.
+  const streams = options.gatewayArgs?.includes("--port-range") ?? false;
+  const serverArgs = ["-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), ...(streams ? [] : ["--no-streams"])];
+  if (streams) defer(t, () => { spawnSync(process.execPath, [bin("conductor-server"), ...serverArgs, "--stop-streams"], { stdio: "ignore" }); });
+  const gateway = startProcess(t, process.execPath, [...(options.gatewayNodeArgs ?? []), bin("conductor-server"), ...serverArgs, "-p", "0", "-b", "127.0.0.1", ...(options.gatewayArgs ?? [])]);
   const ready = await gateway.waitForJson((l) => l.msg === "gateway listening", 15_000, "stderr");
   const work = mkdtempSync(join(tmpdir(), "conductor-bench-"));
   defer(t, () => rmSync(work, { recursive: true, force: true }));

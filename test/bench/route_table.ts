@@ -24,7 +24,7 @@ function fill(table: RouteTable, count: number): void {
       key, user, name: key, uid: 1000 + (i % 97), socketPath: path, directory: path.slice(0, -7),
       authHash: Buffer.from(i.toString(16).padStart(128, "0"), "hex"),
       hosts: table.hostsOf(key, user), created: Date.now(), lastActivity: Date.now(),
-      pool: new RoutePool(path, stats), waiting: false, release: () => {},
+      pool: new RoutePool(path, stats),
     };
     table.add(route);
   }

@@ -71,7 +71,7 @@ async function register(cleanup: Cleanup, control: string, count: number, first:
 async function startBenchGateway(cleanup: Cleanup, runtime: string, maxRoutes: number): Promise<{ gateway: TestProcess; port: number; limit: number; ms: number }> {
   const started = process.hrtime.bigint();
   const gateway = startProcess(cleanup, process.execPath, [bin("conductor-server"), "-r", runtime, "--state-dir", join(runtime, "state"), "-p", "0", "-b", "127.0.0.1",
-    "--max-routes-per-user", String(maxRoutes + 10),
+    "--max-routes-per-user", String(maxRoutes + 10), "--no-streams", "--max-registrations-per-minute", "0",
     // These rows measure what many connections cost, from one address and to one app: no caps.
     "--max-connections", "0", "--max-connections-per-address", "0", "--max-app-connections", "0"]);
   const limit = raiseFileLimit(gateway.pid);

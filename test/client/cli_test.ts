@@ -37,7 +37,7 @@ test("parseClientArgs() explains what is missing or wrong", () => {
   assert.throws(() => parseClientArgs(["--bogus", "gw", "/s", "--", "x"]), /Unknown option '--bogus'\nTry 'conductor --help'/);
   assert.throws(() => parseClientArgs(["gw", "/s", "-k", "lab", "--", "x"]), /'-k' comes after the gateway and the app socket.*options go before the gateway/);
   assert.throws(() => parseClientArgs(["gw", "/s", "--", ""]), /the command to run is empty/);
-  assert.throws(() => parseClientArgs(["frob", "x"]), /for a verb, use one of show, verify, list, stop/);
+  assert.throws(() => parseClientArgs(["frob", "x"]), /for a verb, use one of check, show, verify, list, stop, tunnel/);
 });
 
 test("parseClientArgs() reads bundled short options, a value last (-vk lab)", () => {
@@ -74,24 +74,24 @@ test("parseClientArgs() reads --idle-timeout and --start-timeout as sshd_config 
 test("parseClientArgs() reads conductor tunnel: a host without a path, then LOCAL:REMOTE forwards of ports and socket paths", () => {
   const c = parseClientArgs(["tunnel", "-o", "Port=2222", "me@gw", "8888:/run/lab.sock", "db.sock:5432"], "/home/me");
   assert.ok(c.kind === "tunnel");
-  assert.equal(c.destination.host, "gw");
-  assert.deepEqual(c.sshOptions, ["Port=2222"]);
+  assert.equal(c.ssh.destination.host, "gw");
+  assert.deepEqual(c.ssh.sshOptions, ["Port=2222"]);
   assert.deepEqual(c.forwards, [{ local: "127.0.0.1:8888", remote: "/run/lab.sock" }, { local: "/home/me/db.sock", remote: "localhost:5432" }]);
   assert.throws(() => parseClientArgs(["tunnel", "gw"]), /conductor tunnel takes a host and at least one LOCAL:REMOTE forward/);
   assert.throws(() => parseClientArgs(["tunnel", "gw/run/x", "1:2"]), /conductor tunnel takes a host without a path/);
   assert.throws(() => parseClientArgs(["tunnel", "gw", "1:2:3"]), /Cannot read forward '1:2:3'/);
   assert.throws(() => parseClientArgs(["tunnel", "gw", "70000:22"]), /port 70000 is not from 1 to 65535/);
-  assert.throws(() => parseClientArgs(["show", "-o", "Port=2", "x"]), /-o goes with conductor list and conductor tunnel/);
+  assert.throws(() => parseClientArgs(["show", "-o", "Port=2", "x"]), /-o goes with a run, conductor check, conductor list --gateway and conductor tunnel/);
 });
 
 test("parseClientArgs() takes --agent for a run, a tunnel and list --gateway, as an absolute path", () => {
   const tunnel = parseClientArgs(["tunnel", "--agent", "agent.sock", "gw", "1:2"], "/home/me");
   assert.ok(tunnel.kind === "tunnel");
-  assert.equal(tunnel.agent, "/home/me/agent.sock");
+  assert.equal(tunnel.ssh.agent, "/home/me/agent.sock");
   const list = parseClientArgs(["list", "--gateway", "gw", "--agent", "/run/a.sock"]);
   assert.ok(list.kind === "list");
-  assert.equal(list.agent, "/run/a.sock");
-  assert.throws(() => parseClientArgs(["list", "--agent", "/run/a.sock"]), /--agent goes with a run, conductor tunnel and conductor list --gateway/);
+  assert.equal(list.gateway?.agent, "/run/a.sock");
+  assert.throws(() => parseClientArgs(["list", "--agent", "/run/a.sock"]), /--agent goes with a run, conductor check, conductor list --gateway and conductor tunnel/);
   assert.throws(() => parseClientArgs(["show", "--agent", "/run/a.sock", "x"]), /--agent goes with/);
   assert.throws(() => parseClientArgs(["--agent", '/tmp/a"b', "gw", "a.sock", "--", "x"]), /Cannot use the agent socket .*a quote/);
 });
@@ -104,4 +104,31 @@ test("parseClientArgs() reads --tcp and --port, and refuses what does not fit a 
   assert.throws(() => parseClientArgs(["--tcp", "--port", "90x", "gw", "a.sock", "--", "x"]), /--port takes a port number/);
   assert.throws(() => parseClientArgs(["--tcp", "--idle-timeout", "5m", "gw", "a.sock", "--", "x"]), /--idle-timeout counts browsers' use of a web app/);
   assert.throws(() => parseClientArgs(["--tcp", "-n", "a".repeat(33), "gw", "a.sock", "--", "x"]), /a --tcp service name has 1 to 32/);
+});
+
+test("parseClientArgs() reads conductor check: a gateway with its path, and the options of the SSH connection", () => {
+  const c = parseClientArgs(["check", "-v", "-o", "Port=2222", "--connect-timeout", "5s", "me@gw/run/conductor/client"]);
+  assert.ok(c.kind === "check");
+  assert.deepEqual(c.ssh.destination, { user: "me", host: "gw", port: null, controlPath: "/run/conductor/client" });
+  assert.deepEqual([c.ssh.sshOptions, c.ssh.connectTimeout, c.verbose], [["Port=2222"], 5, true]);
+  assert.throws(() => parseClientArgs(["check"]), /conductor check takes a gateway/);
+  assert.throws(() => parseClientArgs(["check", "--json", "gw"]), /--json goes with conductor show and conductor list/);
+});
+
+test("parseClientArgs() gives ssh a ConnectTimeout of 30 s unless --connect-timeout says otherwise", () => {
+  const run = parseClientArgs(["gw", "/s", "--", "x"]);
+  assert.ok(run.kind === "run");
+  assert.equal(run.options.connectTimeout, 30);
+  const tunnel = parseClientArgs(["tunnel", "--connect-timeout", "1m", "gw", "1:2"]);
+  assert.ok(tunnel.kind === "tunnel");
+  assert.equal(tunnel.ssh.connectTimeout, 60);
+  assert.throws(() => parseClientArgs(["--connect-timeout", "0", "gw", "/s", "--", "x"]), /--connect-timeout takes a duration above zero/);
+  assert.throws(() => parseClientArgs(["list", "--connect-timeout", "5"]), /--connect-timeout goes with .*conductor list --gateway/);
+});
+
+test("parseClientArgs() finds the verb after any option that takes a value, --gateway included", () => {
+  const list = parseClientArgs(["--gateway", "gw", "list"]);
+  assert.ok(list.kind === "list");
+  assert.equal(list.gateway?.destination.host, "gw");
+  assert.throws(() => parseClientArgs(["--tls", "list"]), /--tls goes with a run\nTry 'conductor --help'/);
 });

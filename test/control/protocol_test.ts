@@ -37,6 +37,7 @@ test("parseBanner() and parseReply() read the server's lines", () => {
   assert.throws(() => parseBanner({ status: "error", reason: "busy" }), /busy/);
   assert.deepEqual(parseReply({ status: "ok", urls: ["a"] }), { status: "ok", urls: ["a"], scheme: "https", activity: false }, "an original server says no scheme and reports no activity");
   assert.deepEqual(parseReply({ status: "ok", urls: ["a"], scheme: "http", activity: true }), { status: "ok", urls: ["a"], scheme: "http", activity: true });
-  assert.deepEqual(parseReply({ status: "error", reason: "taken" }), { status: "error", reason: "taken" });
+  assert.deepEqual(parseReply({ status: "error", reason: "taken" }), { status: "error", reason: "taken" }, "an original server gives no code");
+  assert.deepEqual(parseReply({ status: "error", reason: "taken", code: "CONDUCTOR_ERR_KEY_TAKEN" }), { status: "error", reason: "taken", code: "CONDUCTOR_ERR_KEY_TAKEN" });
   assert.equal(parseReply({ status: "weird" }).status, "error");
 });

@@ -12,21 +12,7 @@ import { startGateway } from "../helpers/gateway.ts";
 import { publicDist } from "../helpers/install.ts";
 import { startProcess } from "../helpers/process.ts";
 import { register } from "../helpers/register.ts";
-import type { AccountName } from "../helpers/accounts.ts";
-import type { Cleanup } from "../helpers/cleanup.ts";
-
-/** Runs a snippet of JavaScript as `user`; resolves with what it printed. */
-async function as(t: Cleanup, user: AccountName, code: string, ...args: string[]): Promise<string> {
-  const proc = startProcess(t, process.execPath, ["--input-type=module", "-e", code, ...args], { user });
-  await proc.exited;
-  return proc.stdout.join("\n").trim();
-}
-
-/** A snippet printing the error code of an fs or net operation, or "ok". */
-const attempt = (body: string): string => `
-import * as fs from "node:fs"; import * as net from "node:net";
-const [a, b] = process.argv.slice(1);
-try { await (async () => { ${body} })(); console.log("ok"); } catch (e) { console.log(e.code ?? e.message); }`;
+import { attempt, runAs } from "../helpers/as_user.ts";
 
 test("bob cannot reach, swap or read what is alice's on the gateway", { skip: needsRoot }, async (t) => {
   const gw = await startGateway(t);
@@ -36,15 +22,15 @@ test("bob cannot reach, swap or read what is alice's on the gateway", { skip: ne
   const socket = join(dir, "socket");
 
   // The directory names are not listable: bob cannot learn alice's.
-  assert.equal(await as(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "sockets")), "EACCES");
+  assert.equal(await runAs(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "sockets")), "EACCES");
   // Connecting to, renaming or replacing alice's socket: the locked directory keeps bob out.
-  assert.equal(await as(t, "bob", attempt("await new Promise((ok, no) => net.connect(a).on('connect', ok).on('error', no))"), socket), "EACCES");
-  assert.equal(await as(t, "bob", attempt("fs.renameSync(a, a + '.x')"), socket), "EACCES");
-  assert.equal(await as(t, "bob", attempt("fs.writeFileSync(a + '2', 'x')"), socket), "EACCES");
+  assert.equal(await runAs(t, "bob", attempt("await new Promise((ok, no) => net.connect(a).on('connect', ok).on('error', no))"), socket), "EACCES");
+  assert.equal(await runAs(t, "bob", attempt("fs.renameSync(a, a + '.x')"), socket), "EACCES");
+  assert.equal(await runAs(t, "bob", attempt("fs.writeFileSync(a + '2', 'x')"), socket), "EACCES");
   // The gateway's state is the gateway's alone.
-  assert.equal(await as(t, "bob", attempt("fs.readFileSync(a)"), join(gw.runtimeDir, "state", "users", "alice.json")), "EACCES");
-  assert.equal(await as(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "state", "users")), "EACCES");
-  assert.equal(await as(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "state")), "EACCES");
+  assert.equal(await runAs(t, "bob", attempt("fs.readFileSync(a)"), join(gw.runtimeDir, "state", "users", "alice.json")), "EACCES");
+  assert.equal(await runAs(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "state", "users")), "EACCES");
+  assert.equal(await runAs(t, "bob", attempt("fs.readdirSync(a)"), join(gw.runtimeDir, "state")), "EACCES");
 });
 
 test("between banner and config, bob cannot swap the socket alice placed (sticky directory)", { skip: needsRoot }, async (t) => {
@@ -63,9 +49,9 @@ test("between banner and config, bob cannot swap the socket alice placed (sticky
   });
   const socket = join(dir, "socket");
   // Bob, who somehow knows the directory, tries to take the place of alice's socket.
-  assert.equal(await as(t, "bob", attempt("fs.unlinkSync(a)"), socket), "EPERM");
-  assert.equal(await as(t, "bob", attempt("fs.renameSync(a, a + '.mine')"), socket), "EPERM");
-  assert.equal(await as(t, "bob", attempt("await new Promise((ok, no) => net.createServer().listen(a, ok).on('error', no))"), socket), "EADDRINUSE");
+  assert.equal(await runAs(t, "bob", attempt("fs.unlinkSync(a)"), socket), "EPERM");
+  assert.equal(await runAs(t, "bob", attempt("fs.renameSync(a, a + '.mine')"), socket), "EPERM");
+  assert.equal(await runAs(t, "bob", attempt("await new Promise((ok, no) => net.createServer().listen(a, ok).on('error', no))"), socket), "EADDRINUSE");
   alice.child.stdin!.end();
 });
 

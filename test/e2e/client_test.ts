@@ -3,12 +3,16 @@
  * `conductor`, and the client as alice running the test app.
  */
 import assert from "node:assert/strict";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { isRoot } from "../helpers/env.ts";
-import { startConductor } from "../helpers/conductor.ts";
+import { VERSION } from "../../src/lib/version.ts";
+import { isRoot, needsRoot } from "../helpers/env.ts";
+import { defer } from "../helpers/cleanup.ts";
+import { conductorCommand, startConductor, userDir } from "../helpers/conductor.ts";
 import { account } from "../helpers/accounts.ts";
 import { makeRuntimeDir, startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { fixture } from "../helpers/install.ts";
@@ -34,7 +38,11 @@ test("conductor publishes the app through sshd: the cookie opens it, no cookie g
 
   const events = client.events();
   const states = events.map((e) => e.state);
-  assert.deepEqual(states.filter((s) => s !== "data"), ["execute", "connect", "controlConnect", "live"]);
+  assert.deepEqual(states.filter((s) => s !== "data"), ["execute", "waiting", "connecting", "connect", "controlConnect", "live"]);
+  assert.deepEqual(events.find((e) => e.state === "waiting"), { state: "waiting", socket: client.appSocket, timeout: 600, waited: 0 },
+    "the wait for the app names its socket and the start timeout");
+  assert.deepEqual(events.find((e) => e.state === "connecting"), { state: "connecting", user: sshd.loginName("alice"), host: "127.0.0.1", port: sshd.port, timeout: 30 },
+    "the host is named before ssh starts, with its ConnectTimeout");
   const data = events.find((e) => e.state === "data");
   assert.match(String(data?.data), /listening on .*app\.sock, token hidden/, "the app sees CONDUCTOR_SOCKET and not CONDUCTOR_TOKEN");
   assert.deepEqual(events.find((e) => e.state === "connect"), { state: "connect", user: sshd.loginName("alice"), host: "127.0.0.1", port: sshd.port });
@@ -119,6 +127,7 @@ test("an app that never listens is given up after --start-timeout: a failed even
   const events = client.events();
   assert.match(String(events.find((e) => e.state === "failed")?.reason),
     /^Cannot publish the app: it did not listen on .*app\.sock within 2 s \(--start-timeout\); check that its command makes it listen there/);
+  assert.deepEqual(events.find((e) => e.state === "waiting"), { state: "waiting", socket: client.appSocket, timeout: 2, waited: 0 }, "the wait was announced");
   const app = events.find((e) => e.state === "execute")!.pid as number;
   assert.ok(await waitFor(() => !isAlive(app)), "the app is stopped");
   assert.ok(events.some((e) => e.state === "exit"), "its end is reported");
@@ -217,4 +226,105 @@ test("a master that refuses a new session (sshd's MaxSessions) is an error that 
   assert.match(failed.reason as string, /the SSH connection refused a new session, as sshd's MaxSessions \(10 by default\) is reached/);
   assert.equal((await second.process.exited).code, 1);
   assert.equal(processesMatching(`-p ${sshd.port} -l ${sshd.loginName("alice")}`).filter((p) => p.cmdline.includes("ControlMaster=yes")).length, 1, "no second connection was made");
+});
+
+test("conductor removes nothing but a stale socket at APP.SOCK: a file, a directory or another user's file is refused with exit 2 before anything runs", { skip: needsRoot }, async (t) => {
+  const dir = userDir(t, "alice");
+  const notes = join(dir, "notes.txt");
+  writeFileSync(notes, "precious\n");
+  const folder = join(dir, "folder");
+  mkdirSync(folder);
+  writeFileSync(join(folder, "inside"), "kept\n");
+  chownSync(notes, account("alice").uid, account("alice").gid);
+  // A directory every user may write in, as /tmp, holding bob's file.
+  const shared = mkdtempSync(join(tmpdir(), "conductor-shared-"));
+  defer(t, () => rmSync(shared, { recursive: true, force: true }));
+  chmodSync(shared, 0o1777);
+  const bobs = join(shared, "bob.sock");
+  writeFileSync(bobs, "bob's\n");
+  chownSync(bobs, account("bob").uid, account("bob").gid);
+
+  for (const [path, what] of [[notes, "a regular file"], [folder, "a directory"], [bobs, "a regular file"]]) {
+    const run = await conductorCommand(t, "alice", ["-k", "j5", "127.0.0.1:1", path, "--", "sleep", "1"], { XDG_STATE_HOME: join(dir, "state") });
+    assert.equal(run.code, 2, `${path}: ${run.stdout} ${run.stderr}`);
+    const events = run.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(events.map((e) => e.state), ["failed"], "nothing ran: no execute, no connecting");
+    assert.equal(events[0].reason, `Cannot start the app: ${path} is not a socket (it is ${what}); choose another path`);
+    assert.equal(run.stderr, "", "no Node error text");
+  }
+  assert.equal(readFileSync(notes, "utf8"), "precious\n");
+  assert.equal(readFileSync(join(folder, "inside"), "utf8"), "kept\n");
+  assert.equal(readFileSync(bobs, "utf8"), "bob's\n");
+});
+
+test("a gateway that never answers: ssh gives up after --connect-timeout with its own reason, named in the failed event", { skip }, async (t) => {
+  // Accepts TCP connections and says nothing, as a host behind a dropping firewall would after the handshake.
+  const silent = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  defer(t, () => silent.close());
+  const port = (silent.address() as AddressInfo).port;
+  const dir = userDir(t, "alice");
+  const run = await conductorCommand(t, "alice", ["--connect-timeout", "2s", "-k", "mute", `127.0.0.1:${port}`, join(dir, "app.sock"), "--", process.execPath, fixture("serve")],
+    { XDG_STATE_HOME: join(dir, "state"), TMPDIR: dir, XDG_RUNTIME_DIR: "" });
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  const events = run.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(events.find((e) => e.state === "connecting"), { state: "connecting", user: null, host: "127.0.0.1", port, timeout: 2 });
+  assert.match(String(events.find((e) => e.state === "failed")?.reason), new RegExp(`^Cannot connect to 127\\.0\\.0\\.1:${port}: .*Connection timed out during banner exchange`));
+});
+
+test("a destination that cannot be reached leaves no empty *.users directory in the runtime directory", { skip }, async (t) => {
+  const dir = userDir(t, "alice");
+  for (const destination of ["127.0.0.1:1", "nosuchhost.invalid"]) {
+    const run = await conductorCommand(t, "alice", [destination, join(dir, "app.sock"), "--", process.execPath, fixture("serve")],
+      { XDG_STATE_HOME: join(dir, "state"), TMPDIR: dir, XDG_RUNTIME_DIR: "" });
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+  }
+  const runtime = join(dir, `conductor-${isRoot ? account("alice").uid : process.getuid!()}`);
+  assert.deepEqual(readdirSync(runtime).filter((n) => n.endsWith(".users")), [], "the failed masters leave no directory of users");
+});
+
+test("a wrong control socket path is named as no such socket, found by asking the gateway through the master", { skip }, async (t) => {
+  const sshd = await startSshd(t);
+  const gw = await startGateway(t);
+  const client = startConductor(t, sshd, { ...gw, controlPath: join(gw.runtimeDir, "nosuch") }, { key: "lost" });
+  assert.equal((await client.process.exited).code, 1);
+  assert.equal(client.events().find((e) => e.state === "failed")?.reason,
+    `Cannot reach the gateway's control socket ${gw.runtimeDir}/nosuch on 127.0.0.1: no such socket: there is no ${gw.runtimeDir}/nosuch on the gateway; ` +
+    `check that conductor-server runs there (with --runtime-dir ${gw.runtimeDir}), or the control socket path (the /path after the gateway's host)`);
+});
+
+test("a runtime directory of mode 0700: the gateway warns at start, and the client says permission denied and what to change", { skip: skip || needsRoot }, async (t) => {
+  const sshd = await startSshd(t);
+  const runtimeDir = makeRuntimeDir(t);
+  chmodSync(runtimeDir, 0o700);
+  const gw = await startGateway(t, { runtimeDir });
+  const warning = gw.process.json("stderr").find((l) => l.level === "warn" && String(l.msg).startsWith("Users cannot reach the control socket"));
+  assert.equal(warning?.msg, `Users cannot reach the control socket ${gw.controlPath}: sshd connects to it as each user, and ${runtimeDir} is mode 0700 (owner uid ${account("conductor").uid}), which others may not enter; make it mode 0755 (chmod 755 ${runtimeDir})`);
+  const client = startConductor(t, sshd, gw, { key: "locked" });
+  assert.equal((await client.process.exited).code, 1);
+  assert.equal(client.events().find((e) => e.state === "failed")?.reason,
+    `Cannot reach the gateway's control socket ${gw.controlPath} on 127.0.0.1: permission denied: you may not enter ${runtimeDir}, the gateway's runtime directory; its admin must make it mode 0755, owned by the gateway's user`);
+});
+
+test("conductor check goes the way a run goes, prints each step and the gateway's banner, and names the step that fails", { skip }, async (t) => {
+  const sshd = await startSshd(t);
+  const gw = await startGateway(t);
+  const options = sshd.clientOptions("alice").flatMap((o) => ["-o", o]);
+  const destination = `${sshd.loginName("alice")}@127.0.0.1:${sshd.port}`;
+  const ok = await conductorCommand(t, "alice", ["check", ...options, `${destination}${gw.controlPath}`], { XDG_STATE_HOME: join(userDir(t, "alice"), "state") });
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  const lines = ok.stdout.split("\n");
+  assert.deepEqual(lines.map((l) => l.slice(0, 16).trim()), ["ssh", "ssh", "control socket", "banner", "gateway", "domains", "ok"], ok.stdout);
+  assert.equal(lines[0], `ssh             connecting to 127.0.0.1 port ${sshd.port} as ${sshd.loginName("alice")} (ConnectTimeout 30 s)`);
+  assert.equal(lines[2], `control socket  ${gw.controlPath} answered`);
+  assert.match(lines[3], new RegExp(`^banner          ok, directory ${gw.runtimeDir}/sockets/`));
+  assert.equal(lines[4], `gateway         conductor-server ${VERSION}`);
+  assert.equal(lines[5], `domains         ${gw.host("{key}", "{user}")}`);
+
+  const wrong = await conductorCommand(t, "alice", ["check", ...options, `${destination}${gw.runtimeDir}/nosuch`]);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /^conductor: check failed at the control socket step: Cannot reach the gateway's control socket .*: no such socket/);
+  const refused = await conductorCommand(t, "alice", ["check", "--connect-timeout", "5", ...options, "127.0.0.1:1"]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^conductor: check failed at the ssh step: Cannot connect to 127\.0\.0\.1:1: ssh: connect to host 127\.0\.0\.1 port 1: Connection refused/);
 });

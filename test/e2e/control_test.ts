@@ -8,6 +8,7 @@ import { existsSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
+import { VERSION } from "../../src/lib/version.ts";
 import { account, currentAccount } from "../helpers/accounts.ts";
 import { isRoot, needsRoot } from "../helpers/env.ts";
 import { startGateway } from "../helpers/gateway.ts";
@@ -29,7 +30,8 @@ test("control protocol: banner, config, reply and EOF, byte for byte as the orig
 
   const reg = await register(t, gw.controlPath, { key: "Web", token: "secret-token" });
   const dir = reg.banner.directory as string;
-  assert.equal(reg.banner.raw, `{"status": "ok", "directory": "${dir}"}`);
+  // The original's banner, with the version and domains an old client ignores.
+  assert.equal(reg.banner.raw, `{"status": "ok", "directory": "${dir}", "version": "${VERSION}", "domains": ["{key}-{user}.localhost:${gw.port}"]}`);
   assert.equal(join(dir, ".."), socketsDir);
   assert.match(dir, /\/[0-9a-f]{32}$/, "directory name is not guessable");
   const owner = user("alice");
@@ -67,6 +69,7 @@ test("control protocol: a second registration of a key with another token is ref
   const second = await register(t, gw.controlPath, { key: "lab", token: "token-two" });
   assert.equal(second.reply.status, "error");
   assert.match(String(second.reply.reason), /already has a live route with key 'lab'/);
+  assert.equal(second.reply.code, "CONDUCTOR_ERR_KEY_TAKEN", "a stable code tells a client what the reason says (an extension)");
   await second.process.exited;
   assert.ok(await waitFor(async () => !existsSync(second.banner.directory as string)), "refused client's directory is removed");
 

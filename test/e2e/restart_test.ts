@@ -11,7 +11,7 @@ import { startConductor } from "../helpers/conductor.ts";
 import { startGateway, type TestGateway } from "../helpers/gateway.ts";
 import { request } from "../helpers/http.ts";
 import { register, type Registration } from "../helpers/register.ts";
-import { sshdMissing, startSshd } from "../helpers/sshd.ts";
+import { freePort, sshdMissing, startSshd } from "../helpers/sshd.ts";
 import { needsRoot } from "../helpers/env.ts";
 import { openFilesUnder } from "../helpers/procs.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -100,6 +100,33 @@ test("state files are always whole when conductor-server is killed with SIGKILL 
   const reg = await register(t, last.controlPath, { key: "after", token: "t" });
   assert.equal(reg.reply.status, "ok");
 });
+
+test("a gateway restarted on its port answers its first connection with the routes it took over (regression: 503)", { skip: needsRoot }, async (t) => {
+  const port = String(await freePort());
+  const gw = await startGateway(t, { args: ["-p", port] });
+  const run = await register(t, gw.controlPath, { key: "lab", token: "first-answer" });
+  run.process.child.stdin?.write("linger\n");
+  await run.process.waitForJson((l) => l.event === "lingering");
+  await gw.stop();
+  const again = startGateway(t, { runtimeDir: gw.runtimeDir, args: ["-p", port] });
+  // Connects again and again while the gateway starts: the first connection it accepts must find the route.
+  const first = await firstAnswer(() => request({ port: Number(port), host: gw.host("lab", "alice"), path: "/hello", headers: { Cookie: "authorization=first-answer" } }));
+  assert.equal(first.status, 200, `the first answer is the app's: ${first.status} ${first.text}`);
+  await again;
+});
+
+/** The first response of `attempt`, tried again while the connection is refused (the server is not listening yet). */
+async function firstAnswer<T>(attempt: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ECONNREFUSED" || Date.now() > deadline) throw err;
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+}
 
 /** Registers route "lab" with `token`, keeps its app when the gateway stops, and restarts the gateway until it has taken the route over. */
 async function restartWithLingeringRun(t: TestContext, token: string): Promise<{ first: Registration; again: TestGateway }> {

@@ -109,7 +109,7 @@ test("conductor tunnel refuses malformed forwards, and a local path that is not 
   assert.equal((await startProcess(t, "/usr/bin/install", ["-m", "600", "/dev/null", notSocket], { user: "alice" }).exited).code, 0);
   const file = tunnel(t, sshd, {}, [`${notSocket}:/tmp/x.sock`]);
   const failed = await file.waitForJson((l) => l.state === "failed");
-  assert.match(String(failed.reason), /it exists and is not a socket; choose another path/);
+  assert.equal(failed.reason, `Cannot forward ${notSocket}: it is not a socket (it is a regular file); choose another path`);
   assert.equal((await file.exited).code, 1);
   assert.ok(existsSync(notSocket), "the file is left alone");
 });

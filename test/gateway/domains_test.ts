@@ -22,7 +22,7 @@ test("normalizeHost() lowercases and refuses paths, userinfo and spaces", () => 
 });
 
 function route(key: string, user: string, table: RouteTable): Route {
-  return { key, user, name: key, uid: 1, socketPath: "/x", directory: "/d", authHash: Buffer.alloc(64), hosts: table.hostsOf(key, user), created: 0, lastActivity: 0, pool: null as never, waiting: false, release: () => {} };
+  return { key, user, name: key, uid: 1, socketPath: "/x", directory: "/d", authHash: Buffer.alloc(64), hosts: table.hostsOf(key, user), created: 0, lastActivity: 0, pool: null as never };
 }
 
 test("RouteTable.lookup() resolves a Host that several splits could match to the route that exists", () => {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { spawnSync } from "node:child_process";
 import { chownSync, mkdtempSync, rmSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,6 +45,13 @@ export interface GatewayStart {
   wrapper?: string[];
 }
 
+/** The options of `args` that say where the streams' nginx is (--nginx, --stream-module), for --stop-streams. */
+function streamOptions(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) if (args[i] === "--nginx" || args[i] === "--stream-module") out.push(args[i], args[++i]);
+  return out;
+}
+
 /** A fresh runtime directory owned by the gateway's user; removed when `t` ends. */
 export function makeRuntimeDir(t: Cleanup): string {
   const dir = mkdtempSync(join(tmpdir(), "conductor-rt-"));
@@ -59,9 +67,18 @@ export function makeRuntimeDir(t: Cleanup): string {
 /** Starts conductor-server on a free port and waits until it listens. */
 export async function startGateway(t: Cleanup, options: GatewayStart = {}): Promise<TestGateway> {
   const runtimeDir = options.runtimeDir ?? makeRuntimeDir(t);
-  const args = ["-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", "-v", ...(options.args ?? [])];
+  // Streams only where a test asks for them (with its own ports): their nginx would take the default range.
+  const streams = options.args?.includes("--port-range") ?? false;
+  const args = ["-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-p", "0", "-b", "127.0.0.1", "-v", ...(streams ? [] : ["--no-streams"]), ...(options.args ?? [])];
   const command = options.program !== undefined ? [options.program, ...args] : [process.execPath, ...(options.nodeArgs ?? []), bin("conductor-server"), ...args];
   const [program, ...rest] = [...(options.wrapper ?? []), ...command];
+  if (streams) {
+    // The streams' nginx outlives the gateway on purpose: end it when the test ends.
+    const stopArgs = ["-r", runtimeDir, "--stop-streams", ...streamOptions(options.args ?? [])];
+    const stopCommand = options.program !== undefined ? [options.program, ...stopArgs] : [process.execPath, bin("conductor-server"), ...stopArgs];
+    const owner = isRoot ? account("conductor") : undefined;
+    defer(t, () => { spawnSync(stopCommand[0], stopCommand.slice(1), { stdio: "ignore", uid: owner?.uid, gid: owner?.gid }); });
+  }
   const proc = startProcess(t, program, rest, { user: "conductor", env: options.env, groups: options.groups });
   const ready = await proc.waitForJson((l) => l.msg === "gateway listening", 60_000, "stderr");
   const port = typeof ready.port === "number" ? ready.port : 0;

@@ -5,20 +5,25 @@
  *
  * @module
  */
-import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { distDir, isRoot, repoRoot } from "./env.ts";
 
 let installed: string | null = null;
 
-/** Path of a world-readable copy of `dist/`, with `contrib/` beside `src/` (the originals when not root); removed at exit. */
+/**
+ * Path of a world-readable copy of `dist/`, with `contrib/` beside `src/` and a package.json that marks the files as
+ * ES modules (the originals when not root); removed at exit.
+ */
 export function publicDist(): string {
   if (!isRoot) return distDir;
   if (installed !== null) return installed;
   const dir = mkdtempSync(join(tmpdir(), "conductor-dist-"));
   cpSync(distDir, dir, { recursive: true });
   cpSync(join(repoRoot, "contrib"), join(dir, "contrib"), { recursive: true });
+  // The compiled files are ES modules: without this, Node before 20.19 (or 22.12) loads them as CommonJS.
+  writeFileSync(join(dir, "package.json"), '{ "type": "module" }\n');
   openUp(dir);
   process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
   installed = dir;

@@ -94,3 +94,18 @@ export function openFilesUnder(pid: number, dir: string): string[] {
   }
   return out;
 }
+
+/** Live nginx processes (master and workers) whose working directory is `dir`: a gateway's streams' nginx runs in its prefix. */
+export function nginxIn(dir: string): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() !== "nginx" || readlinkSync(`/proc/${entry}/cwd`) !== dir) continue;
+      const status = readFileSync(`/proc/${entry}/status`, "utf8");
+      if (/^State:\s+Z/m.test(status)) continue;
+      out.push({ pid: Number(entry), uid: Number(/^Uid:\s+(\d+)/m.exec(status)![1]), cmdline: readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").join(" ").trim() });
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
+}

@@ -14,8 +14,10 @@ export interface Registration {
   process: TestProcess;
   banner: Record<string, unknown>;
   reply: Record<string, unknown>;
-  /** Ends the registration (closes the control connection) and waits for the client to exit. */
+  /** Ends the registration (closes the control connection, without a goodbye) and waits for the client to exit. */
   end(): Promise<void>;
+  /** Ends the registration with the goodbye line (nothing is kept for it) and waits for the client to exit. */
+  goodbye(): Promise<void>;
 }
 
 /** Options of {@link register}. */
@@ -45,6 +47,10 @@ export async function register(t: Cleanup, controlPath: string, options: Registe
     reply,
     end: async () => {
       proc.child.stdin?.end();
+      await proc.exited;
+    },
+    goodbye: async () => {
+      proc.child.stdin?.write("goodbye\n");
       await proc.exited;
     },
   };

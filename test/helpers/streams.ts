@@ -1,12 +1,19 @@
 /**
  * TCP streams in tests: a range of free gateway ports for one gateway
- * (test files run at once, so each takes its own), and a connection that
- * sends bytes and collects the answer.
+ * (test files run at once, so each takes its own), a gateway with streams
+ * on it, and connections that send bytes and collect the answer.
  *
  * @module
  */
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { bindProblem } from "../../src/streams/ports.ts";
+import type { Cleanup } from "./cleanup.ts";
+import { startGateway, type GatewayStart, type TestGateway } from "./gateway.ts";
+
+/** A gateway with TCP streams on the ports `range` (`FIRST-LAST`), telling clients 127.0.0.1:PORT; `args` are added. */
+export function startStreamGateway(t: Cleanup, range: string, args: string[] = [], options: Omit<GatewayStart, "args"> = {}): Promise<TestGateway> {
+  return startGateway(t, { ...options, args: ["--port-range", range, "--stream-host", "127.0.0.1", ...args] });
+}
 
 /**
  * `size` consecutive ports that are free now, below the kernel's ephemeral
@@ -41,4 +48,60 @@ export function tcpExchange(port: number, bytes: string | Buffer, options: { unt
     socket.on("close", () => { clearTimeout(timer); resolve(Buffer.concat(chunks)); });
     socket.write(bytes);
   });
+}
+
+/**
+ * Resolves with what 127.0.0.1:`port` sends (from `localAddress`, default
+ * 127.0.0.1) after `bytes` and a half-close: nothing, when nginx finds no
+ * stream behind the port and closes the connection.
+ */
+export function exchangeFrom(port: number, bytes: string, localAddress = "127.0.0.1"): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host: "127.0.0.1", localAddress });
+    const chunks: Buffer[] = [];
+    socket.on("connect", () => socket.end(bytes));
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", (err: NodeJS.ErrnoException) => err.code === "ECONNRESET" ? resolve(Buffer.concat(chunks)) : reject(err));
+    socket.on("close", () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+/** A kept-alive HTTP connection to the test app behind a stream. */
+export interface HeldConnection {
+  /** Sends GET /hello on the same connection and resolves with the answer's head line. */
+  hello(): Promise<string>;
+  /** Resolves when the other side closes the connection. */
+  readonly closed: Promise<void>;
+  close(): void;
+}
+
+/** Opens a connection to 127.0.0.1:`port` and keeps it for requests to the test app. */
+export async function holdConnection(port: number): Promise<HeldConnection> {
+  const socket: Socket = connect({ port, host: "127.0.0.1" });
+  await new Promise<void>((resolve, reject) => { socket.once("connect", resolve); socket.once("error", reject); });
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  socket.on("error", () => {});
+  let text = "";
+  socket.setEncoding("utf8");
+  socket.on("data", (c: string) => { text += c; });
+  return {
+    closed,
+    hello: () => new Promise((resolve, reject) => {
+      text = "";
+      const check = (): void => {
+        const end = text.indexOf("\r\n\r\n");
+        const length = /content-length: *(\d+)/i.exec(text);
+        if (end !== -1 && length !== null && text.length >= end + 4 + Number(length[1])) {
+          socket.off("data", check);
+          socket.off("close", fail);
+          resolve(text.slice(0, text.indexOf("\r\n")));
+        }
+      };
+      const fail = (): void => reject(new Error(`the held connection to port ${port} closed: ${JSON.stringify(text)}`));
+      socket.on("data", check);
+      socket.once("close", fail);
+      socket.write("GET /hello HTTP/1.1\r\nHost: stream\r\n\r\n");
+    }),
+    close: () => socket.destroy(),
+  };
 }

@@ -1,12 +1,17 @@
 /**
  * Socket activation's environment (sd_listen_fds(3)) and how the command line
  * takes it: one socket for this process, the variables gone afterwards, and
- * options that cannot apply refused with the way out.
+ * options that cannot apply refused with the way out; what the socket is,
+ * found before listening on it.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { parseServerArgs } from "../../src/server/cli.ts";
-import { takeActivatedSocket } from "../../src/server/socket_activation.ts";
+import { activatedAddress, takeActivatedSocket } from "../../src/server/socket_activation.ts";
 
 test("takeActivatedSocket(): descriptor 3 when systemd passed one socket to this process; the variables are removed either way", () => {
   const env: NodeJS.ProcessEnv = { LISTEN_PID: "1234", LISTEN_FDS: "1", LISTEN_FDNAMES: "conductor-server.socket", PATH: "/bin" };
@@ -33,4 +38,27 @@ test("parseServerArgs(): with a socket from systemd, --port, --bind, --sock and 
     /systemd passed a listening socket \(socket activation\), so --port, --bind cannot apply: drop the option, or set ListenStream=, SocketGroup= and SocketMode= in the \.socket unit instead/);
   assert.throws(() => parseServerArgs(["--sock", "/run/x.sock"], 3), /so --sock cannot apply/);
   assert.equal((parseServerArgs([]) as { options: { listenFd?: number } }).options.listenFd, undefined);
+});
+
+test("activatedAddress(): the port of a listening TCP socket, { fd } for a UNIX one, null for what is not a socket", async (t) => {
+  const listening = (server: Server, where: number | string): Promise<void> => new Promise((resolve) => server.listen(where, resolve));
+  // What each descriptor of this process is, as if systemd had passed it.
+  const inspectAll = (): Promise<Array<{ port: number } | { fd: number } | null>> =>
+    Promise.all(readdirSync("/proc/self/fd").map((fd) => activatedAddress(Number(fd))));
+  const unixCount = async (): Promise<number> => (await inspectAll()).filter((a) => a !== null && "fd" in a).length;
+  const tcp = createServer();
+  const unix = createServer();
+  const dir = mkdtempSync(join(tmpdir(), "conductor-activated-"));
+  t.after(() => {
+    tcp.close();
+    unix.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await listening(tcp, 0);
+  const port = (tcp.address() as AddressInfo).port;
+  assert.equal((await inspectAll()).filter((a) => a !== null && "port" in a && a.port === port).length, 1, "the TCP socket and its port");
+  const before = await unixCount();
+  await listening(unix, join(dir, "front.sock"));
+  assert.equal(await unixCount(), before + 1, "the UNIX socket");
+  assert.equal(await activatedAddress(0, dir), null, "nothing where /proc does not say");
 });
