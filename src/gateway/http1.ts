@@ -147,7 +147,13 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
         upgrade = text.slice(a, b);
         break;
     }
-    lines.push(start, colon, a, b, kind);
+    // One element at a time: a push of five is not inlined.
+    const at = lines.length;
+    lines[at] = start;
+    lines[at + 1] = colon;
+    lines[at + 2] = a;
+    lines[at + 3] = b;
+    lines[at + 4] = kind;
     start = end + 2;
   }
   let named: Set<string> | null = null;
