@@ -28,6 +28,7 @@ import { builtinLoad, sampleLatency, websocketEchoRate, type Target } from "./lo
 import { controlPlaneRows } from "./control_plane.ts";
 import { rateAndCpu, type LoadRun } from "./cpu.ts";
 import { frameScanNs } from "./activity.ts";
+import { alternate, compare, hotPathRows } from "./hot_path.ts";
 import { adoptionRows, idleRows, raiseFileLimit, scaleRows } from "./scale.ts";
 import { streamRows } from "./streams.ts";
 import { hasWrk, postScript, runWrk } from "./wrk.ts";
@@ -85,12 +86,8 @@ export async function paired(a: () => Promise<number>, b: () => Promise<number>)
 
 /** As {@link paired}, for runs that report several measures at once (a rate and its CPU): one {@link Paired} per measure. */
 export async function pairedMany(a: () => Promise<number[]>, b: () => Promise<number[]>): Promise<Paired[]> {
-  const runs: Array<[number[], number[]]> = [];
-  for (let i = 0; i < rounds; i++) runs.push([await a(), await b()]);
-  return runs[0][0].map((_, k) => {
-    const as = runs.map(([x]) => x[k]), bs = runs.map(([, y]) => y[k]), ratios = runs.map(([x, y]) => x[k] / y[k]);
-    return { a: median(as), b: median(bs), ratio: median(ratios), spread: `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}` };
-  });
+  const runs = await alternate([a, b], rounds);
+  return runs[0][0].map((_, k) => compare(runs, 0, 1, k));
 }
 
 /** Requests per second of GET `path` at `target` with 32 connections (wrk, or the built-in loader). */
@@ -160,22 +157,19 @@ async function throughputRows(rows: Row[]): Promise<Chain> {
           if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}`);
           return { rate: r.requestsPerSec * (options.perRequest ?? 1), requests: r.requests };
         });
-      // CPU per request first: the figure a shared machine's noise moves least.
-      const [small, smallCpu] = await pairedMany(run(chain.gateway.pid, `${gw}/hello`), run(nginx.process.pid, `${ng}/hello`));
-      rows.push({ measure: "0. µs of CPU per small request, the proxy alone (gateway; nginx master and workers)", conductor: fmt(smallCpu.a, 1),
-        reference: `${fmt(smallCpu.b, 1)} (nginx, same headers)`, ratio: `${smallCpu.ratio.toFixed(2)} (${smallCpu.spread})`, target: "≤ 1.3" });
       // Node's own floor: a bare relay of the same bytes through net.Socket, with no HTTP at all.
       const relayPort = await freePort();
       const relay = startProcess(cleanup, process.execPath, [fixture("relay"), String(relayPort), chain.forwardedSocket]);
       await relay.waitForLine((l) => l === "listening", 15_000);
-      const [, relayCpu] = await pairedMany(run(relay.pid, `http://127.0.0.1:${relayPort}/hello`), run(nginx.process.pid, `${ng}/hello`));
-      rows.push({ measure: "0b. the same for a bare Node relay of the bytes (net.Socket pipes, no HTTP): Node's floor", conductor: fmt(relayCpu.a, 1),
-        reference: `${fmt(relayCpu.b, 1)} (nginx, same headers)`, ratio: `${relayCpu.ratio.toFixed(2)} (${relayCpu.spread})`, target: "" });
-      rows.push({ measure: "1. requests/s, small responses, 32 connections, through the SSH tunnel", conductor: fmt(small.a), reference: `${fmt(small.b)} (nginx, same headers)`, ratio: `${small.ratio.toFixed(2)} (${small.spread})`, target: "≥ 0.95" });
       const minimalPort = await freePort();
       const minimal = await startNginx(cleanup, nginxMinimal(chain.forwardedSocket, minimalPort));
-      const [bare] = await pairedMany(run(chain.gateway.pid, `${gw}/hello`), run(minimal.process.pid, `http://127.0.0.1:${minimalPort}/hello`));
-      rows.push({ measure: "1b. the same against a minimal nginx (proxy_pass and upstream keep-alive only, no X-Forwarded fields)", conductor: fmt(bare.a), reference: `${fmt(bare.b)} (nginx, minimal)`, ratio: `${bare.ratio.toFixed(2)} (${bare.spread})`, target: "≥ 0.9" });
+      rows.push(...await hotPathRows({
+        gateway: { pid: chain.gateway.pid, url: gw },
+        relay: { pid: relay.pid, url: `http://127.0.0.1:${relayPort}` },
+        nginx: { pid: nginx.process.pid, url: ng },
+        minimal: { pid: minimal.process.pid, url: `http://127.0.0.1:${minimalPort}` },
+        host: chain.host, cookie: chain.cookie, seconds, rounds,
+      }));
       const mib = 1024 * 1024;
       const download = { connections: 8, perRequest: 1 };
       const [big, bigCpu] = await pairedMany(run(chain.gateway.pid, `${gw}/bytes?n=${mib}`, download), run(nginx.process.pid, `${ng}/bytes?n=${mib}`, download));
