@@ -5,32 +5,17 @@
  * connections waiting so cannot pile up.
  */
 import assert from "node:assert/strict";
-import { connect, type AddressInfo, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { test } from "node:test";
-import { parseDomainPattern } from "../../src/gateway/domains.ts";
-import { createFrontEnd, type FrontEnd } from "../../src/gateway/front.ts";
-import { RouteTable } from "../../src/gateway/routes.ts";
-import { createStats } from "../../src/gateway/stats.ts";
-import { silentLogger } from "../../src/lib/log.ts";
+import type { FrontEnd } from "../../src/gateway/front.ts";
 import { defer, type Cleanup } from "../helpers/cleanup.ts";
 import { statusOf } from "../helpers/http.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { listeningFront } from "./_peers.ts";
 
 /** A listening front end with these caps; no routes (a refused connection never reaches one). */
-async function cappedFront(t: Cleanup, maxTotal: number, maxPerAddress: number): Promise<{ front: FrontEnd; port: number }> {
-  const front = createFrontEnd({
-    routes: new RouteTable([parseDomainPattern("{key}-{user}.localhost")]),
-    stats: createStats(),
-    logger: silentLogger,
-    gauges: () => ({ routesTotal: 0, controlConnections: 0, appWaiting: 0, startedAt: Date.now() }),
-    version: "test",
-    trustForwarded: false,
-    connectionCaps: { maxTotal, maxPerAddress },
-  });
-  await new Promise<void>((resolve) => front.server.listen(0, "127.0.0.1", resolve));
-  defer(t, () => new Promise((resolve) => { front.destroyAll(); front.server.close(resolve); }));
-  front.ready();
-  return { front, port: (front.server.address() as AddressInfo).port };
+function cappedFront(t: Cleanup, maxTotal: number, maxPerAddress: number): Promise<{ front: FrontEnd; port: number }> {
+  return listeningFront(t, { connectionCaps: { maxTotal, maxPerAddress } });
 }
 
 /** Opens a connection and waits until it is connected. */

@@ -80,7 +80,10 @@ describe("browser connections", () => {
           total += chunk.length;
           if (!socket.write(chunk)) return void socket.once("drain", pump);
         }
-        if (!closed) resolve(total);
+        if (!closed) {
+          resolve(total);
+          socket.destroy();
+        }
       };
       socket.write("BAD REQUEST\r\n\r\n", pump);
     });

@@ -5,60 +5,19 @@
  * turn reaches another request.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import { parseDomainPattern } from "../../src/gateway/domains.ts";
-import { createFrontEnd } from "../../src/gateway/front.ts";
 import { RoutePool } from "../../src/gateway/pool.ts";
 import { RouteTable, type Route } from "../../src/gateway/routes.ts";
 import { createStats, type Stats } from "../../src/gateway/stats.ts";
-import { silentLogger } from "../../src/lib/log.ts";
 import { hashToken } from "../../src/lib/token.ts";
 import { defer, type Cleanup } from "../helpers/cleanup.ts";
 import { rawExchange, statusOf } from "../helpers/http.ts";
+import { listeningFront, rawApp } from "./_peers.ts";
 
 const TOKEN = "proxy-test-token-0";
 const HOST = "raw-ann.localhost";
 const COOKIE = `Cookie: authorization=${TOKEN}\r\n`;
-
-/**
- * A raw app: for each request head it receives (with its body, when it has a
- * Content-Length, unless `early`), `answer` writes what it likes.
- */
-async function rawApp(t: Cleanup, answer: (socket: Socket, head: string, n: number) => void, early = false): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), "conductor-proxy-"));
-  defer(t, () => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, "app.sock");
-  const sockets = new Set<Socket>();
-  let n = 0;
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    let buf = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => {
-      buf += chunk;
-      for (;;) {
-        const end = buf.indexOf("\r\n\r\n");
-        if (end === -1) return;
-        const head = buf.slice(0, end);
-        const length = Number(/\r\ncontent-length: *([0-9]+)/i.exec(head)?.[1] ?? 0);
-        if (buf.length < end + 4 + length && !early) return;
-        buf = buf.slice(end + 4 + length);
-        answer(socket, head, n++);
-      }
-    });
-    socket.on("error", () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  defer(t, () => {
-    for (const s of sockets) s.destroy();
-    return new Promise((resolve) => server.close(resolve));
-  });
-  return path;
-}
 
 /** A listening front end whose one route is the raw app at `path`. */
 async function frontTo(t: Cleanup, path: string): Promise<{ port: number; stats: Stats }> {
@@ -69,14 +28,9 @@ async function frontTo(t: Cleanup, path: string): Promise<{ port: number; stats:
     hosts: [HOST], created: Date.now(), lastActivity: 0, pool: new RoutePool(path, stats),
   };
   routes.add(route);
-  const front = createFrontEnd({
-    routes, stats, logger: silentLogger, version: "test", trustForwarded: false,
-    gauges: () => ({ routesTotal: 1, controlConnections: 0, appWaiting: 0, startedAt: Date.now() }),
-  });
-  await new Promise<void>((resolve) => front.server.listen(0, "127.0.0.1", resolve));
-  defer(t, () => new Promise((resolve) => { route.pool.destroy(); front.destroyAll(); front.server.close(resolve); }));
-  front.ready();
-  return { port: (front.server.address() as AddressInfo).port, stats };
+  defer(t, () => route.pool.destroy());
+  const { port } = await listeningFront(t, { routes, stats, gauges: () => ({ routesTotal: 1, controlConnections: 0, appWaiting: 0, startedAt: Date.now() }) });
+  return { port, stats };
 }
 
 function get(path: string): string {

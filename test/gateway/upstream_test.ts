@@ -5,44 +5,12 @@
  * share are never seen overwritten by another connection's read.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import { RoutePool } from "../../src/gateway/pool.ts";
 import { createStats } from "../../src/gateway/stats.ts";
 import { SHARED_VIEW_LIMIT, type ExchangeHandler, type Upstream } from "../../src/gateway/upstream.ts";
 import type { ResponseHead } from "../../src/gateway/http1.ts";
-import { defer, type Cleanup } from "../helpers/cleanup.ts";
-
-/** A raw app: for each request head it receives, `answer` writes what it likes on the socket. */
-async function rawApp(t: Cleanup, answer: (socket: Socket, n: number) => void): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), "conductor-upstream-"));
-  defer(t, () => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, "app.sock");
-  const sockets = new Set<Socket>();
-  let n = 0;
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    let head = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => {
-      head += chunk;
-      while (head.includes("\r\n\r\n")) {
-        head = head.slice(head.indexOf("\r\n\r\n") + 4);
-        answer(socket, n++);
-      }
-    });
-    socket.on("error", () => {});
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  defer(t, () => {
-    for (const s of sockets) s.destroy();
-    return new Promise((resolve) => server.close(resolve));
-  });
-  return path;
-}
+import { rawApp } from "./_peers.ts";
 
 /** What an exchange saw: its head, its body (chunks kept as the contract allows), and how it ended. */
 interface Seen {
@@ -157,7 +125,7 @@ test("Upstream hands over a large chunk of the shared read buffer as the handler
 test("Upstream reads a long body into buffers of its own, and an HTTP/1.0 close-delimited one to the end", async (t) => {
   const size = 3 * 1024 * 1024;
   const body = pattern(size);
-  const path = await rawApp(t, (socket, n) => {
+  const path = await rawApp(t, (socket, _head, n) => {
     if (n === 0) socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`), body]));
     else socket.end(Buffer.concat([Buffer.from("HTTP/1.0 200 OK\r\n\r\n"), body]));
   });
@@ -189,7 +157,7 @@ test("Upstream skips interim responses, and never reuses a connection that sent 
 });
 
 test("Upstream reports a reused connection the app closed while idle as retryable", async (t) => {
-  const path = await rawApp(t, (socket, n) => {
+  const path = await rawApp(t, (socket, _head, n) => {
     if (n === 0) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     else socket.destroy();
   });
