@@ -144,17 +144,23 @@ export class OwnNginx {
     this.#stopWatch = null;
   }
 
-  /** Ends nginx (the connections it relays end) and every process of ours it left, old workers included. */
-  async stop(): Promise<void> {
+  /**
+   * Ends nginx (the connections it relays end) and every process of ours it
+   * left, old workers included; true when its master (ours, as its pid file
+   * names it) was running.
+   */
+  async stop(): Promise<boolean> {
     this.detach();
     const pid = this.#pid ?? await this.#pidFromFile();
     this.#pid = null;
-    if (pid !== null && await this.#isOurMaster(pid)) {
+    const running = pid !== null && await this.#isOurMaster(pid);
+    if (running) {
       signal(pid, "SIGTERM");
       const deadline = Date.now() + 10_000;
       while (alive(pid) && Date.now() < deadline) await pause(20);
     }
     await this.killStrays();
+    return running;
   }
 
   /** Runs nginx with `args` in its prefix; resolves with its status and what it wrote to stderr. */

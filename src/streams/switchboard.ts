@@ -345,10 +345,8 @@ export class Switchboard {
 export async function stopStreams(settings: StreamSettings, runtimeDir: string, logger: Logger): Promise<boolean> {
   if (settings.mode === "site") return false;
   const paths = nginxPaths(settings, runtimeDir);
-  const nginx = new OwnNginx({ program: settings.nginx, ...paths }, logger);
-  const running = await nginx.adopt();
-  await nginx.stop();
-  return running;
+  // Not adopt(): its log line would tell the admin that the relays go on.
+  return new OwnNginx({ program: settings.nginx, ...paths }, logger).stop();
 }
 
 /** The user and group of nginx's workers when the gateway runs as root (nginx would pick nobody), else undefined. */
