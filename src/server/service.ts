@@ -157,7 +157,7 @@ export async function startGateway(options: GatewayOptions, logger: Logger): Pro
   } catch (err) {
     await admin?.close();
     await control?.close();
-    await registrar?.close();
+    await registrar?.close(true);
     if (server.listening) {
       await new Promise((resolve) => server.close(resolve));
       if ("path" in address) await fs.rm(address.path, { force: true });

@@ -56,6 +56,8 @@ export class OwnNginx {
   #nextStartAt = 0;
   /** Workers that said they are shutting down (they stopped accepting; they may serve open connections for long). */
   #quitting = new Set<number>();
+  /** True when this process started the running nginx (rather than adopting it). */
+  #startedHere = false;
 
   constructor(command: NginxCommand, logger: Logger) {
     this.#command = command;
@@ -77,6 +79,7 @@ export class OwnNginx {
     const pid = await this.#pidFromFile();
     if (pid === null || !await this.#isOurMaster(pid)) return false;
     this.#pid = pid;
+    this.#startedHere = false;
     this.#watch();
     this.#logger.info("nginx for streams adopted: the connections it relays go on", { pid, config: this.#command.config });
     return true;
@@ -104,6 +107,7 @@ export class OwnNginx {
       const pid = await this.#pidFromFile();
       if (pid !== null && await this.#isOurMaster(pid)) {
         this.#pid = pid;
+        this.#startedHere = true;
         break;
       }
       if (Date.now() > deadline) throw new ConductorError("CONDUCTOR_ERR_NGINX", `Cannot start nginx for the streams: it wrote no pid file at ${this.#command.pidFile} within ${OUTCOME_TIMEOUT_MS / 1000} s`);
@@ -136,6 +140,11 @@ export class OwnNginx {
   /** The last lines of nginx's log, for error reports. */
   recentLog(lines = 20): string[] {
     return this.#log.slice(-lines);
+  }
+
+  /** True when this process started the running nginx, rather than adopting one that relayed before it. */
+  get startedHere(): boolean {
+    return this.#pid !== null && this.#startedHere;
   }
 
   /** Stops watching nginx; it goes on relaying (the next start of the gateway adopts it). Safe to call twice. */

@@ -168,6 +168,17 @@ export class Switchboard {
     this.#nginx?.detach();
   }
 
+  /**
+   * After a start of the gateway that failed: stops the nginx this start
+   * launched (it relays nothing anyone relies on yet), and leaves one it
+   * adopted relaying as before.
+   */
+  async abandon(): Promise<void> {
+    await this.#queue.catch(() => {});
+    if (this.#nginx?.startedHere) await this.#nginx.stop();
+    else this.#nginx?.detach();
+  }
+
   /** Rewrites `port`'s block after `change`; `undo` puts the change back if nginx refuses it. */
   async #rewrite(port: number, change: () => void, undo: () => void): Promise<void> {
     if (this.#nginx === null) {

@@ -23,7 +23,7 @@ test("conductor-server serves the socket systemd holds for it, from the connecti
   const runtimeDir = makeRuntimeDir(t);
   const port = await freePort();
   const gateway = startProcess(t, ACTIVATE, ["-l", `127.0.0.1:${port}`, "-E", "PATH",
-    process.execPath, bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-v"], { user: "conductor" });
+    process.execPath, bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "--no-streams", "-v"], { user: "conductor" });
   // systemd-socket-activate holds the port and starts the gateway on the first connection, as systemd does.
   await gateway.waitForLine((l) => l.startsWith(`Listening on 127.0.0.1:${port} as 3.`), 60_000, "stderr");
   const first = await request({ port, host: "nowhere.localhost", path: "/" });
@@ -62,7 +62,7 @@ test("the request that starts the gateway reaches the route it took over from it
 
   const port = await freePort();
   const gateway = startProcess(t, ACTIVATE, ["-l", `127.0.0.1:${port}`, "-E", "PATH",
-    process.execPath, bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "-v"], { user: "conductor" });
+    process.execPath, bin("conductor-server"), "-r", runtimeDir, "--state-dir", join(runtimeDir, "state"), "--no-streams", "-v"], { user: "conductor" });
   await gateway.waitForLine((l) => l.startsWith(`Listening on 127.0.0.1:${port} as 3.`), 60_000, "stderr");
   // This connection waits in the socket's queue while the gateway starts and takes the stored route over.
   const first = await request({ port, host: `woken-alice.localhost:${port}`, path: "/hello", headers: { Cookie: "authorization=woken-token-0001" } });

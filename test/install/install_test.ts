@@ -215,6 +215,9 @@ test("a gateway set up without systemd as the README says passes conductor check
   assert.ok(check.stdout.includes(`control socket  ${runtime}/client answered`), check.stdout.join("\n"));
   assert.equal(check.stdout.at(-1), "ok              runs can publish on 127.0.0.1");
   await gateway.stop();
+  // The streams' nginx outlives the gateway on purpose; this is how the admin ends it.
+  const stopStreams = startProcess(t, join(root, "usr/sbin/conductor-server"), ["--runtime-dir", runtime, "--stop-streams"], { user: "conductor", env: gatewayEnv });
+  assert.equal((await stopStreams.exited).code, 0, stopStreams.stderr.join("\n"));
 
   // The systemd socket's path, without systemd: a directory the gateway's user may not write.
   const rootOnly = openDir(t, "conductor-run-");

@@ -36,6 +36,8 @@ export interface RegistrarOptions extends RouteContext {
   rate?: RateSettings;
   /** TCP streams through nginx; undefined publishes web apps only. */
   streams?: StreamSettings;
+  /** The clock of the grace periods and limits, in ms since the epoch (a test's fake one). Default `Date.now`. */
+  now?: () => number;
 }
 
 /** The life of one gateway's routes and streams. */
@@ -44,6 +46,7 @@ export class Registrar {
   readonly #routes: RouteSide;
   readonly #idle: IdlePolicy;
   readonly #rate: RegistrationRate;
+  readonly #now: () => number;
   #streams: StreamSide | null = null;
   /** Directory removals in progress, awaited at close. */
   readonly #removals = new Set<Promise<void>>();
@@ -56,6 +59,7 @@ export class Registrar {
     // A user restarting every run at once gets through, and one past the limits is told of the limits first.
     this.#rate = new RegistrationRate({ ...rate, burst: Math.max(rate.burst, 2 * (options.maxRoutesPerUser + (options.streams?.perUser ?? 0))) });
     const removeDirectory = (dir: string, after?: Promise<unknown>): void => this.#removeDirectory(dir, after);
+    this.#now = options.now ?? Date.now;
     this.#routes = new RouteSide({ ...options, maxPerUser: options.maxRoutesPerUser, idle: this.#idle, removeDirectory });
   }
 
@@ -70,7 +74,7 @@ export class Registrar {
     await registrar.#routes.adopt();
     if (options.streams !== undefined) {
       registrar.#streams = await StreamSide.open({
-        settings: options.streams, runtimeDir: options.runtimeDir, stateDir: options.stateDir, socketsDir, logger,
+        settings: options.streams, runtimeDir: options.runtimeDir, stateDir: options.stateDir, socketsDir, logger, now: registrar.#now,
         removeDirectory: (dir, after) => registrar.#removeDirectory(dir, after),
       });
     }
@@ -82,7 +86,7 @@ export class Registrar {
       logger.warn("cannot remove a stale client directory; it is locked, remove it as root", { dir: path, error });
     }
     registrar.#stops.push(
-      watchSilence(() => registrar.#waiting(), (p) => registrar.end(p, "dropped", "its socket stopped answering and the client did not come back")),
+      watchSilence(() => registrar.#waiting(), (p) => registrar.end(p, "dropped", "its socket stopped answering and the client did not come back"), registrar.#now),
       everySecond((now) => registrar.#sweepIdle(now)),
     );
     return registrar;
@@ -99,7 +103,7 @@ export class Registrar {
    */
   async registerRoute(directory: string, request: RegisterRequest, holder: Holder): Promise<RoutePublication> {
     const owner = await admitSocket(directory);
-    this.#rate.take(owner.user);
+    this.#rate.take(owner.user, this.#now());
     return this.#routes.register(owner, directory, request, holder);
   }
 
@@ -114,14 +118,14 @@ export class Registrar {
       throw new ConductorError("CONDUCTOR_ERR_STREAM_REFUSED", "Cannot publish a TCP service: this gateway publishes web apps only (conductor-server runs with --no-streams)");
     }
     const owner = await admitSocket(directory);
-    this.#rate.take(owner.user);
+    this.#rate.take(owner.user, this.#now());
     return streams.register(owner, directory, request, port, holder);
   }
 
   /** The live services of the user who placed `whoami` in `directory`, without tokens. */
   async list(directory: string, scheme: string): Promise<{ user: string; services: Array<{ [key: string]: Json }> }> {
     const user = await identify(directory);
-    return { user, services: [...this.#routes.listOf(user, scheme, Date.now()), ...this.#streams?.listOf(user, scheme) ?? []] };
+    return { user, services: [...this.#routes.listOf(user, scheme, this.#now()), ...this.#streams?.listOf(user, scheme) ?? []] };
   }
 
   /** Ends `publication` as its connection ended (see {@link Ending}); `reason` is logged. Safe to call twice. */
@@ -135,11 +139,15 @@ export class Registrar {
     this.#removeDirectory(directory);
   }
 
-  /** Stops watching; waits for directory removals; leaves nginx relaying the streams kept for the next start. */
-  async close(): Promise<void> {
+  /**
+   * Stops watching; waits for directory removals; leaves nginx relaying the
+   * streams kept for the next start. `failedStart`: the gateway's start
+   * failed, and an nginx this start launched is stopped instead.
+   */
+  async close(failedStart = false): Promise<void> {
     for (const stop of this.#stops.splice(0)) stop();
     await Promise.all(this.#removals);
-    await this.#streams?.close();
+    await this.#streams?.close(failedStart);
     await this.#o.state.flush();
   }
 

@@ -35,6 +35,8 @@ export interface StreamSideOptions {
   logger: Logger;
   /** Removes a client directory once `after` settled (tracked, so that a stop waits for it). */
   removeDirectory(dir: string, after?: Promise<unknown>): void;
+  /** The clock of the grace periods, in ms since the epoch. Default `Date.now`. */
+  now?: () => number;
 }
 
 /** The published streams of one gateway. */
@@ -49,10 +51,12 @@ export class StreamSide {
   /** Users' streams, by port. */
   readonly #publications = new Map<number, StreamPublication>();
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #now: () => number;
 
   private constructor(options: StreamSideOptions, board: Switchboard, file: StreamsFile, ports: PortPolicy) {
     this.settings = options.settings;
     this.#o = options;
+    this.#now = options.now ?? Date.now;
     this.#board = board;
     this.#file = file;
     this.#ports = ports;
@@ -71,7 +75,7 @@ export class StreamSide {
     const ports = new PortPolicy(settings.range, stored.sticky);
     const kept: StreamRecord[] = [];
     const addresses = new Map<number, AddressTarget>();
-    const now = Date.now();
+    const now = (options.now ?? Date.now)();
     for (const record of stored.streams) {
       const why = await unfit(record, kept, options);
       if (why !== null) {
@@ -176,7 +180,7 @@ export class StreamSide {
     if (ending === "kept") return;
     if (this.#streams.get(port) === publication.record) this.#streams.delete(port);
     // Without a goodbye the client is probably coming back: its port waits for it.
-    if (ending === "dropped") this.#ports.reserve(port, serviceKey(owner, name), Date.now() + this.settings.graceMs);
+    if (ending === "dropped") this.#ports.reserve(port, serviceKey(owner, name), this.#now() + this.settings.graceMs);
     const unlinked = this.#serial(async () => {
       // A registration queued before this one may have published the port again.
       if (!this.#streams.has(port)) await this.#board.unlink(port);
@@ -188,7 +192,7 @@ export class StreamSide {
 
   /** A free port for an admin's stream, or null when none is left. */
   freePort(): number | null {
-    return this.#ports.candidates(serviceKey(ADMIN_OWNER, ""), (p) => this.#streams.has(p)).find((p) => this.#board.listens(p)) ?? null;
+    return this.#ports.candidates(serviceKey(ADMIN_OWNER, ""), (p) => this.#streams.has(p), this.#now()).find((p) => this.#board.listens(p)) ?? null;
   }
 
   /**
@@ -204,9 +208,9 @@ export class StreamSide {
     return this.#serial(async () => {
       const holder = this.#streams.get(checkedPort);
       if (holder !== undefined) throw refused(`Cannot create a stream on port ${checkedPort}: ${holder.owner}'s stream ${holder.name} listens there; remove it first`);
-      const reserved = this.#ports.reservation(checkedPort);
+      const reserved = this.#ports.reservation(checkedPort, this.#now());
       if (reserved !== undefined) {
-        throw refused(`Cannot create a stream on port ${checkedPort}: it is kept for ${reserved.key} (its client dropped) for ${Math.ceil((reserved.until - Date.now()) / 1000)} s more; try another port`);
+        throw refused(`Cannot create a stream on port ${checkedPort}: it is kept for ${reserved.key} (its client dropped) for ${Math.ceil((reserved.until - this.#now()) / 1000)} s more; try another port`);
       }
       const same = this.#named(ADMIN_OWNER, checkedName);
       if (same !== undefined) throw refused(`Cannot create stream ${checkedName}: the admin's stream of that name listens on port ${same.port}; remove it first or choose another name`);
@@ -243,10 +247,15 @@ export class StreamSide {
     });
   }
 
-  /** Stops watching nginx, which goes on relaying the streams kept for the next start. */
-  async close(): Promise<void> {
+  /**
+   * Stops watching nginx, which goes on relaying the streams kept for the
+   * next start; `failedStart`: the gateway's start failed, so an nginx it
+   * launched itself is stopped instead.
+   */
+  async close(failedStart = false): Promise<void> {
     await this.#queue.catch(() => {});
-    await this.#board.detach();
+    if (failedStart) await this.#board.abandon();
+    else await this.#board.detach();
   }
 
   /** Publishes the streams kept at start and makes the links agree with them. */
@@ -278,7 +287,7 @@ export class StreamSide {
     if (holder !== undefined) {
       throw refused(`Cannot publish on port ${port}: it is held by ${holder.owner === mine?.owner ? `your stream ${holder.name}` : "another service"}; ${rule}; leave out --port to get a free one`);
     }
-    if (!this.#ports.mayHave(port, key)) {
+    if (!this.#ports.mayHave(port, key, this.#now())) {
       throw refused(`Cannot publish on port ${port}: it is kept for another service whose client dropped, until it comes back or its grace ends; ${rule}; leave out --port to get a free one`);
     }
     await this.#board.claim(port);
@@ -295,7 +304,7 @@ export class StreamSide {
       await this.#board.claim(current);
       return current;
     }
-    const candidates = this.#ports.candidates(key, (p) => this.#streams.has(p));
+    const candidates = this.#ports.candidates(key, (p) => this.#streams.has(p), this.#now());
     const ordered = [...candidates.filter((p) => this.#board.listens(p)), ...candidates.filter((p) => !this.#board.listens(p))];
     for (const port of ordered) {
       try {
@@ -315,7 +324,7 @@ export class StreamSide {
 
   /** Keeps the ports `owner` holds, live or kept for a client that dropped, within --streams-per-user. */
   #limitReservations(owner: string): void {
-    this.#ports.limit(owner, this.settings.perUser - this.list().filter((s) => s.owner === owner).length);
+    this.#ports.limit(owner, this.settings.perUser - this.list().filter((s) => s.owner === owner).length, this.#now());
   }
 
   /** The published stream `name` of `owner`, if any. */
