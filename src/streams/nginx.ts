@@ -14,6 +14,7 @@ import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { readProcFile } from "../lib/proc.ts";
 import { everySecond } from "../lib/sweeper.ts";
 
 /** How long nginx may take to start, reload or stop before the gateway gives up, in ms. */
@@ -293,11 +294,12 @@ export class OwnNginx {
     return Number.isInteger(pid) && pid > 1 ? pid : null;
   }
 
-  /** True when `pid` runs nginx's master with our program, prefix and configuration. */
+  /** True when `pid` runs nginx's master with our prefix and configuration, as our user in our prefix. */
   async #isOurMaster(pid: number): Promise<boolean> {
-    const { program, prefix, config } = this.#command;
-    const title = await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    return title.replaceAll("\0", " ").startsWith(`nginx: master process ${program} -p ${prefix} -c ${config} `) && await this.#isOurs(pid);
+    const { prefix, config } = this.#command;
+    const title = (await readProcFile(`/proc/${pid}/cmdline`).catch(() => "")).replaceAll("\0", " ");
+    // Whatever nginx program started it (--nginx may have changed since): its prefix, configuration and directory make it ours.
+    return title.startsWith("nginx: master process ") && title.includes(` -p ${prefix} -c ${config} `) && await this.#isOurs(pid);
   }
 
   /** True when `pid` is an nginx process of this gateway's user whose working directory is our prefix. */
