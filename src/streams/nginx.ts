@@ -133,7 +133,7 @@ export class OwnNginx {
     const reconfigured = this.#outcome((line) => /: reconfiguring$/.test(line));
     process.kill(pid, "SIGHUP");
     const result = await reconfigured;
-    if (!result.ok) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx did not take the new configuration: ${result.error}`);
+    if (!result.ok) throw new ConductorError("CONDUCTOR_ERR_NGINX", `Cannot reload nginx for the streams: it did not take the new configuration: ${result.error}`);
     // Until the old workers let go of the listening sockets, they may accept a connection for the old configuration.
     await this.#until(() => old.every((w) => this.#quitting.has(w) || !alive(w)), "the old workers to stop accepting");
   }
@@ -242,7 +242,7 @@ export class OwnNginx {
   async #until(done: () => boolean, what: string): Promise<void> {
     const deadline = Date.now() + OUTCOME_TIMEOUT_MS;
     while (!done()) {
-      if (Date.now() > deadline) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx did not say within ${OUTCOME_TIMEOUT_MS / 1000} s that it had reloaded: waiting for ${what}`);
+      if (Date.now() > deadline) throw new ConductorError("CONDUCTOR_ERR_NGINX", `Cannot reload nginx for the streams: it did not say within ${OUTCOME_TIMEOUT_MS / 1000} s that it had reloaded (waiting for ${what}); see its log, ${this.#command.errorLog}`);
       await pause(20);
       await this.#readLog();
     }

@@ -254,7 +254,7 @@ export class Switchboard {
       } else {
         await writeBlocks(this.#paths.streamDir, changes);
         const complaint = await nginx.test();
-        if (complaint !== null) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx -t refused the configuration: ${complaint}`);
+        if (complaint !== null) throw new ConductorError("CONDUCTOR_ERR_NGINX", `Cannot start nginx for the streams: nginx -t refused the configuration: ${complaint}`);
         await nginx.start();
       }
       this.#problem = null;
