@@ -16,7 +16,7 @@ import { liveState, updateState, type AgentState } from "./state.ts";
 export async function requireAgent(files: AgentFiles): Promise<AgentState> {
   const state = await liveState(files);
   if (state === null) {
-    throw new ConductorError("CONDUCTOR_ERR_AGENT", `No conductor-agent runs on ${files.socket}; start one with: eval "$(conductor-agent start)"`);
+    throw new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot use conductor-agent: none runs on ${files.socket}; start one with: eval "$(conductor-agent start)"`);
   }
   return state;
 }
@@ -31,7 +31,7 @@ export async function useAgent(files: AgentFiles): Promise<AgentState> {
   let failure: ConductorError | null = null;
   const state = await updateState(files, async (state) => {
     if (state.unlockFailed) {
-      failure = new ConductorError("CONDUCTOR_ERR_AGENT", `The agent on ${files.socket} could not be unlocked earlier, and is not tried again; restart it: conductor-agent stop, then start`);
+      failure = new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot unlock the agent on ${files.socket}: an earlier unlock failed, and it is not tried again (a failed unlock makes the agent slow down every client); restart it: conductor-agent stop, then start`);
       return state;
     }
     if (!state.locked) return { ...state, lastUse: Date.now() };
@@ -91,7 +91,7 @@ export interface AgentStatus {
 /** The agent's status; throws when it does not answer. */
 export async function agentStatus(files: AgentFiles): Promise<AgentStatus> {
   const state = await requireAgent(files);
-  if (!await agentAnswers(files)) throw new ConductorError("CONDUCTOR_ERR_AGENT", `The agent of ${files.socket} (pid ${state.agentPid}) does not answer; restart it: conductor-agent stop, then start`);
+  if (!await agentAnswers(files)) throw new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot use the agent on ${files.socket}: it (pid ${state.agentPid}) does not answer; restart it: conductor-agent stop, then start`);
   const listed = state.locked ? null : await sshAdd(files, ["-l"]);
   return {
     socket: files.socket,
@@ -112,7 +112,7 @@ export async function stopAgent(files: AgentFiles): Promise<boolean> {
   const state = await liveState(files);
   if (state === null) {
     if (await agentAnswers(files)) {
-      throw new ConductorError("CONDUCTOR_ERR_AGENT", `An agent answers on ${files.socket}, but no conductor-agent state says whose; stop it yourself (SSH_AUTH_SOCK=${files.socket} ssh-agent -k, or kill it)`);
+      throw new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot stop the agent on ${files.socket}: no conductor-agent state says whose it is; stop it yourself (SSH_AUTH_SOCK=${files.socket} ssh-agent -k, or kill it)`);
     }
     await removeAgentFiles(files);
     return false;
@@ -120,7 +120,7 @@ export async function stopAgent(files: AgentFiles): Promise<boolean> {
   signal(state.lockerPid, "SIGTERM");
   const soft = Date.now() + 10_000;
   while (processAlive(state.lockerPid, state.lockerStarted) || processAlive(state.agentPid, state.agentStarted ?? 0)) {
-    if (Date.now() > soft + 5000) throw new ConductorError("CONDUCTOR_ERR_AGENT", `The agent (pid ${state.agentPid}) or its locker (pid ${state.lockerPid}) did not stop; kill them`);
+    if (Date.now() > soft + 5000) throw new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot stop the agent: it (pid ${state.agentPid}) or its locker (pid ${state.lockerPid}) did not stop within 5 s; kill them`);
     if (Date.now() > soft) {
       signal(state.lockerPid, "SIGKILL");
       signal(state.agentPid, "SIGKILL");

@@ -32,7 +32,7 @@ export const LOCKER_ENV = "CONDUCTOR_AGENT_LOCKER";
  */
 export async function spawnAgent(files: AgentFiles, args: string[], detached: boolean): Promise<ChildProcess> {
   if (await agentAnswers(files)) {
-    throw new ConductorError("CONDUCTOR_ERR_AGENT", `An agent already answers on ${files.socket}, but no conductor-agent state says it is one of ours; stop it or choose another --socket`);
+    throw new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot start an agent on ${files.socket}: another agent answers there, and no conductor-agent state says it is one of ours; stop it or choose another --socket`);
   }
   await removeAgentFiles(files);
   const env: NodeJS.ProcessEnv = { ...process.env, [LOCKER_ENV]: "1" };
@@ -56,7 +56,7 @@ export async function runLocker(files: AgentFiles, idleSeconds: number, logger: 
   const agentPid = Number(process.env.SSH_AGENT_PID);
   delete process.env.SSH_AGENT_PID;
   delete process.env[LOCKER_ENV];
-  if (!Number.isInteger(agentPid) || agentPid <= 0) throw new ConductorError("CONDUCTOR_ERR_AGENT", "The locker runs only under ssh-agent: use conductor-agent start");
+  if (!Number.isInteger(agentPid) || agentPid <= 0) throw new ConductorError("CONDUCTOR_ERR_AGENT", "Cannot run the locker by itself: it runs only under ssh-agent; use conductor-agent start");
   await fs.writeFile(files.password, randomBytes(32).toString("base64url") + "\n", { mode: 0o600, flag: "wx" });
   await fs.writeFile(files.askpass, `#!/bin/sh\nexec cat '${files.password}'\n`, { mode: 0o700, flag: "wx" });
   const deadline = Date.now() + 10_000;

@@ -75,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
         const running = await liveState(files);
         if (running !== null && await agentAnswers(files)) {
           if (command.foreground) {
-            throw new ConductorError("CONDUCTOR_ERR_AGENT", `A conductor-agent already runs on ${files.socket} (pid ${running.lockerPid}); --foreground starts its own: stop that one first, or choose another --socket`);
+            throw new ConductorError("CONDUCTOR_ERR_AGENT", `Cannot start an agent in the foreground: a conductor-agent already runs on ${files.socket} (pid ${running.lockerPid}); stop that one first, or choose another --socket`);
           }
           return { state: running, child: null };
         }

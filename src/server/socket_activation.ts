@@ -25,12 +25,12 @@ export function takeActivatedSocket(env: NodeJS.ProcessEnv, pid: number): number
   delete env.LISTEN_FDNAMES;
   if (forPid === undefined || count === undefined || forPid !== String(pid)) return undefined;
   if (!/^[0-9]+$/.test(count)) {
-    throw new ConductorError("CONDUCTOR_ERR_USAGE", `systemd passed LISTEN_FDS=${count}, which is not a count of sockets; check the .socket unit`);
+    throw new ConductorError("CONDUCTOR_ERR_USAGE", `Cannot use the socket systemd passed: LISTEN_FDS=${count} is not a count of sockets; check the .socket unit`);
   }
   if (count === "0") return undefined;
   if (count !== "1") {
     throw new ConductorError("CONDUCTOR_ERR_USAGE",
-      `systemd passed ${count} sockets${names === undefined ? "" : ` (${names})`}, but conductor-server listens on one; give its .socket unit a single ListenStream= line`);
+      `Cannot use the sockets systemd passed: there are ${count}${names === undefined ? "" : ` (${names})`}, but conductor-server listens on one; give its .socket unit a single ListenStream= line`);
   }
   return FIRST_FD;
 }

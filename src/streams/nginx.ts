@@ -14,6 +14,7 @@ import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import { ConductorError, isErrno, messageOf } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { readProcFile } from "../lib/proc.ts";
 import { everySecond } from "../lib/sweeper.ts";
 
 /** How long nginx may take to start, reload or stop before the gateway gives up, in ms. */
@@ -132,7 +133,7 @@ export class OwnNginx {
     const reconfigured = this.#outcome((line) => /: reconfiguring$/.test(line));
     process.kill(pid, "SIGHUP");
     const result = await reconfigured;
-    if (!result.ok) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx did not take the new configuration: ${result.error}`);
+    if (!result.ok) throw new ConductorError("CONDUCTOR_ERR_NGINX", `Cannot reload nginx for the streams: it did not take the new configuration: ${result.error}`);
     // Until the old workers let go of the listening sockets, they may accept a connection for the old configuration.
     await this.#until(() => old.every((w) => this.#quitting.has(w) || !alive(w)), "the old workers to stop accepting");
   }
@@ -153,17 +154,23 @@ export class OwnNginx {
     this.#stopWatch = null;
   }
 
-  /** Ends nginx (the connections it relays end) and every process of ours it left, old workers included. */
-  async stop(): Promise<void> {
+  /**
+   * Ends nginx (the connections it relays end) and every process of ours it
+   * left, old workers included; true when its master (ours, as its pid file
+   * names it) was running.
+   */
+  async stop(): Promise<boolean> {
     this.detach();
     const pid = this.#pid ?? await this.#pidFromFile();
     this.#pid = null;
-    if (pid !== null && await this.#isOurMaster(pid)) {
+    const running = pid !== null && await this.#isOurMaster(pid);
+    if (running) {
       signal(pid, "SIGTERM");
       const deadline = Date.now() + 10_000;
       while (alive(pid) && Date.now() < deadline) await pause(20);
     }
     await this.killStrays();
+    return running;
   }
 
   /** Runs nginx with `args` in its prefix; resolves with its status and what it wrote to stderr. */
@@ -235,7 +242,7 @@ export class OwnNginx {
   async #until(done: () => boolean, what: string): Promise<void> {
     const deadline = Date.now() + OUTCOME_TIMEOUT_MS;
     while (!done()) {
-      if (Date.now() > deadline) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx did not say within ${OUTCOME_TIMEOUT_MS / 1000} s that it had reloaded: waiting for ${what}`);
+      if (Date.now() > deadline) throw new ConductorError("CONDUCTOR_ERR_NGINX", `Cannot reload nginx for the streams: it did not say within ${OUTCOME_TIMEOUT_MS / 1000} s that it had reloaded (waiting for ${what}); see its log, ${this.#command.errorLog}`);
       await pause(20);
       await this.#readLog();
     }
@@ -287,11 +294,12 @@ export class OwnNginx {
     return Number.isInteger(pid) && pid > 1 ? pid : null;
   }
 
-  /** True when `pid` runs nginx's master with our program, prefix and configuration. */
+  /** True when `pid` runs nginx's master with our prefix and configuration, as our user in our prefix. */
   async #isOurMaster(pid: number): Promise<boolean> {
-    const { program, prefix, config } = this.#command;
-    const title = await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    return title.replaceAll("\0", " ").startsWith(`nginx: master process ${program} -p ${prefix} -c ${config} `) && await this.#isOurs(pid);
+    const { prefix, config } = this.#command;
+    const title = (await readProcFile(`/proc/${pid}/cmdline`).catch(() => "")).replaceAll("\0", " ");
+    // Whatever nginx program started it (--nginx may have changed since): its prefix, configuration and directory make it ours.
+    return title.startsWith("nginx: master process ") && title.includes(` -p ${prefix} -c ${config} `) && await this.#isOurs(pid);
   }
 
   /** True when `pid` is an nginx process of this gateway's user whose working directory is our prefix. */

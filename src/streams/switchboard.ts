@@ -254,7 +254,7 @@ export class Switchboard {
       } else {
         await writeBlocks(this.#paths.streamDir, changes);
         const complaint = await nginx.test();
-        if (complaint !== null) throw new ConductorError("CONDUCTOR_ERR_NGINX", `nginx -t refused the configuration: ${complaint}`);
+        if (complaint !== null) throw new ConductorError("CONDUCTOR_ERR_NGINX", `Cannot start nginx for the streams: nginx -t refused the configuration: ${complaint}`);
         await nginx.start();
       }
       this.#problem = null;
@@ -356,10 +356,8 @@ export class Switchboard {
 export async function stopStreams(settings: StreamSettings, runtimeDir: string, logger: Logger): Promise<boolean> {
   if (settings.mode === "site") return false;
   const paths = nginxPaths(settings, runtimeDir);
-  const nginx = new OwnNginx({ program: settings.nginx, ...paths }, logger);
-  const running = await nginx.adopt();
-  await nginx.stop();
-  return running;
+  // Not adopt(): its log line would tell the admin that the relays go on.
+  return new OwnNginx({ program: settings.nginx, ...paths }, logger).stop();
 }
 
 /** The user and group of nginx's workers when the gateway runs as root (nginx would pick nobody), else undefined. */

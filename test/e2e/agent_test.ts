@@ -139,7 +139,7 @@ test("conductor-agent starts at once make one agent; a killed locker takes its a
   assert.equal(existsSync(socket), false, "and its socket");
   const status = await agent(t, ["status", "--socket", socket]);
   assert.equal(status.code, 1);
-  assert.match(status.stderr, /No conductor-agent runs on .*agent\.sock; start one with: eval "\$\(conductor-agent start\)"/);
+  assert.match(status.stderr, /Cannot use conductor-agent: none runs on .*agent\.sock; start one with: eval "\$\(conductor-agent start\)"/);
   const stop = await agent(t, ["stop", "--socket", socket]);
   assert.equal(stop.code, 0);
   for (const file of [`${socket}.password`, `${socket}.json`, `${socket}.askpass`]) assert.equal(existsSync(file), false, `${file} is removed`);

@@ -142,7 +142,7 @@ test("control protocol: a directory holding more than the socket is refused and 
   const gw = await startGateway(t);
   const reg = await register(t, gw.controlPath, { key: "clutter", token: "tok", mode: "clutter" });
   assert.equal(reg.reply.status, "error");
-  assert.match(String(reg.reply.reason), /holds "stash" besides the socket/);
+  assert.match(String(reg.reply.reason), /holds "stash" of yours besides the socket/);
   await reg.process.exited;
   const dir = reg.banner.directory as string;
   // alice's private directory cannot be removed by the gateway; it must at least be closed to everyone.

@@ -26,8 +26,8 @@ test("takeActivatedSocket(): descriptor 3 when systemd passed one socket to this
 
 test("takeActivatedSocket(): more than one socket, or a malformed count, is refused with what to change", () => {
   assert.throws(() => takeActivatedSocket({ LISTEN_PID: "7", LISTEN_FDS: "2", LISTEN_FDNAMES: "a:b" }, 7),
-    /systemd passed 2 sockets \(a:b\), but conductor-server listens on one; give its \.socket unit a single ListenStream= line/);
-  assert.throws(() => takeActivatedSocket({ LISTEN_PID: "7", LISTEN_FDS: "x" }, 7), /LISTEN_FDS=x, which is not a count of sockets/);
+    /Cannot use the sockets systemd passed: there are 2 \(a:b\), but conductor-server listens on one; give its \.socket unit a single ListenStream= line/);
+  assert.throws(() => takeActivatedSocket({ LISTEN_PID: "7", LISTEN_FDS: "x" }, 7), /Cannot use the socket systemd passed: LISTEN_FDS=x is not a count of sockets/);
 });
 
 test("parseServerArgs(): with a socket from systemd, --port, --bind, --sock and --sock-group are refused, and the descriptor is used", () => {

@@ -5,15 +5,18 @@
  * TCP stream over ssh to 127.0.0.1; the app answers through the socket unit
  * with the auth link and its cookie; the gateway keeps its routes across
  * systemctl reload, restart and stop (the request that wakes it included).
- * Once with the suite's own Node.js copied in, once with Debian's. Then
- * conductor-agent.service under alice's user manager locks when idle, and
- * conductor --agent unlocks it and connects with its key alone.
+ * Once with the suite's own Node.js copied in, once with Debian's. A TCP
+ * connection through a stream goes on across systemctl restart, a crash and
+ * systemctl stop (KillMode=process), until --stop-streams ends it; a gateway
+ * that fails at each start is started again without end and the socket unit
+ * stays. Then conductor-agent.service under alice's user manager locks when
+ * idle, and conductor --agent unlocks it and connects with its key alone.
  *
  * Needs root, systemd-nspawn and mmdebstrap (.ci/run installs them); under CI
  * it fails rather than skips.
  */
 import assert from "node:assert/strict";
-import { cpSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, it, type TestContext } from "node:test";
 import { VERSION } from "../../src/lib/version.ts";
@@ -45,6 +48,17 @@ const FILES: Record<string, string> = {
     'let got = "";',
     's.on("data", (d) => { got += d; if (got === line) { process.stdout.write(got); s.end(); } });',
     's.on("error", (e) => { console.error(e.message); process.exit(1); });',
+    "",
+  ].join("\n"),
+  // Holds one connection to 127.0.0.1:PORT: at each SIGUSR2 sends "ping N", prints each line that comes back, and "closed" at the end.
+  "/opt/check/hold-client.cjs": [
+    'const s = require("net").connect(Number(process.argv[2]), "127.0.0.1");',
+    "let n = 0;",
+    'let got = "";',
+    's.on("connect", () => { process.on("SIGUSR2", () => s.write("ping " + ++n + "\\n")); console.log("connected"); });',
+    's.on("data", (d) => { got += d; for (let i; (i = got.indexOf("\\n")) >= 0; got = got.slice(i + 1)) console.log(got.slice(0, i)); });',
+    's.on("close", () => { console.log("closed"); process.exit(0); });',
+    's.on("error", (e) => console.error(e.message));',
     "",
   ].join("\n"),
 };
@@ -126,11 +140,26 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
     };
   };
 
+  /** Properties of the gateway's service, as `systemctl show` gives them. */
+  const service = async (...names: string[]): Promise<Record<string, string>> => {
+    const out = await c.run(["systemctl", "show", ...names.map((n) => `--property=${n}`), "conductor-server.service"]);
+    return Object.fromEntries(out.trim().split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+  };
+
+  /** Asks `probe` every 200 ms until it returns something other than null; the time limit is a failure guard. */
+  const until = async <T>(what: string | (() => string), probe: () => Promise<T | null>): Promise<T> => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const value = await probe();
+      if (value !== null) return value;
+      assert.ok(Date.now() < deadline, typeof what === "string" ? `never ${what}` : what());
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+
   for (const [label, node] of [["the suite's own Node.js", HOST_NODE], ["Debian's own Node.js", DEBIAN_NODE]]) {
     it(`with ${label}: an app through the socket unit and a stream, across systemctl reload, restart and stop`, async (t) => {
       await c.run(["make", "-C", `/root/conductor-${VERSION}`, "install", `NODE=${node}`]);
-      // The rounds start the gateway more often than systemd's start limit allows (5 starts in 10 s): count afresh.
-      await c.run(["systemctl", "reset-failed", "conductor-server.service", "conductor-server.socket"]);
       await c.run(["systemctl", "restart", "conductor-server.service"]);
       // Answered once the gateway runs: systemctl returns as soon as systemd has forked it (Type=simple).
       assert.equal((await get("status.gw.test", "/_conductor/status", "save")).status, 200);
@@ -183,6 +212,79 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
     });
   }
 
+  it("a connection through a stream goes on across systemctl restart, a kill -9 of the gateway and systemctl stop; --stop-streams, as root, ends it", async (t) => {
+    const held = conductor(t, ["--tcp", "--name", "held", "127.0.0.1", "/home/alice/held.sock", "--", "node", "/opt/check/echo.cjs"]);
+    const port = (await live(held)).port;
+    const connection = c.start([DEBIAN_NODE, "/opt/check/hold-client.cjs", String(port)]);
+    t.after(async () => {
+      c.kill(connection);
+      await connection.exited;
+    });
+    await connection.waitForLine((l) => l === "connected");
+    let pings = 0;
+    /** A line sent through the held connection comes back on it. */
+    const echoed = async (when: string): Promise<void> => {
+      const line = `ping ${++pings}`;
+      c.kill(connection, "SIGUSR2");
+      assert.equal(await connection.waitForLine((l) => l === line || l === "closed"), line, `the connection ${when}`);
+    };
+    const nginxMaster = async (): Promise<string> => (await c.run(["cat", "/run/conductor/nginx/nginx.pid"])).trim();
+    await echoed("before anything");
+    const master = await nginxMaster();
+
+    await c.run(["systemctl", "restart", "conductor-server.service"]);
+    assert.equal((await get("status.gw.test", "/_conductor/status", "save")).status, 200);
+    await echoed("after systemctl restart");
+
+    // A crash: systemd starts the gateway again (Restart=on-failure) after RestartSec.
+    const crashed = await service("MainPID", "NRestarts");
+    await c.run(["kill", "-9", crashed.MainPID]);
+    await until("a restart after the crash", async () => (await service("NRestarts")).NRestarts !== crashed.NRestarts || null);
+    assert.equal((await get("status.gw.test", "/_conductor/status", "save")).status, 200, "the gateway is back");
+    await echoed("after a kill -9 of the gateway");
+
+    await c.run(["systemctl", "stop", "conductor-server.service"]);
+    await echoed("after systemctl stop");
+    assert.equal(await nginxMaster(), master, "one nginx all along, adopted at each start");
+
+    const stop = await c.exec(["conductor-server", "-r", "/run/conductor", "--stop-streams"]);
+    assert.equal(stop.status, 0, stop.stderr);
+    assert.match(stop.stderr, /"the streams' nginx stopped"/);
+    assert.doesNotMatch(stop.stderr, /adopted/, "--stop-streams does not say that the relays go on");
+    assert.equal(await connection.waitForLine((l) => l === "closed"), "closed", "--stop-streams ends the connection");
+    const left = await c.exec(["pgrep", "-a", "-u", "conductor", "-x", "nginx"]);
+    assert.equal(left.stdout, "", "no nginx process of the gateway is left");
+    await c.run(["systemctl", "start", "conductor-server.service"]);
+  });
+
+  it("a gateway that fails at each start is started again every 2 s, without end: the socket unit stays, and serves once the gateway is fixed", async (t) => {
+    // A typo in the command line, as `systemctl edit` can leave it.
+    const typo = "/etc/systemd/system/conductor-server.service.d/typo.conf";
+    const fix = async (): Promise<void> => {
+      rmSync(join(c.root, typo), { force: true });
+      await c.run(["systemctl", "daemon-reload"]);
+    };
+    t.after(async () => {
+      // Whatever happened, the next test finds the gateway running.
+      await fix();
+      await c.run(["systemctl", "start", "conductor-server.socket", "conductor-server.service"]);
+    });
+    writeFileSync(join(c.root, typo), "[Service]\nExecStart=\nExecStart=/usr/local/sbin/conductor-server --runtime-dir /run/conductor --domian x\n");
+    await c.run(["systemctl", "daemon-reload"]);
+    const before = Number((await service("NRestarts")).NRestarts);
+    await c.run(["systemctl", "restart", "conductor-server.service"]);
+    // More failed starts than systemd's default start limit allows (5 in 10 s), which would fail the socket unit as well.
+    await until("six restarts", async () => {
+      const now = await service("NRestarts", "Result", "ActiveState");
+      assert.notEqual(now.ActiveState, "failed", `systemd gave up: ${now.Result}`);
+      return Number(now.NRestarts) >= before + 6 || null;
+    });
+    assert.equal((await c.run(["systemctl", "is-active", "conductor-server.socket"])).trim(), "active");
+    await fix();
+    // The request waits in the socket's queue for the next start, which runs the fixed command line.
+    assert.equal((await get("status.gw.test", "/_conductor/status", "save")).status, 200);
+  });
+
   it("conductor-agent.service under alice's user manager locks when idle; conductor --agent unlocks it and connects with its key", async (t) => {
     await c.run(["loginctl", "enable-linger", "alice"]);
     await c.run(["systemctl", "start", `user@${uid}.service`]);
@@ -199,15 +301,12 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
       const ran = await c.exec(["conductor-agent", "status", "--json", "--socket", agentSocket], { user: "alice", env });
       return ran.status === 0 ? JSON.parse(ran.stdout) : null;
     };
-    const waitFor = async (what: string, check: (s: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const s = await status();
-        if (s !== null && check(s)) return s;
-        assert.ok(Date.now() < deadline, `the agent never was ${what}: ${JSON.stringify(s)}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    };
+    let last: Record<string, unknown> | null = null;
+    const waitFor = (what: string, check: (s: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> =>
+      until(() => `the agent never was ${what}: ${JSON.stringify(last)}`, async () => {
+        last = await status();
+        return last !== null && check(last) ? last : null;
+      });
     await waitFor("up", () => true);
     await asAlice(["ssh-add", "/home/alice/.ssh/id_ed25519"], { SSH_AUTH_SOCK: agentSocket });
     assert.equal((await status())?.locked, false);

@@ -83,6 +83,6 @@ async function checkNothingElse(dir: string, name: string, uid: number, action: 
     if (st !== null && st.uid === uid) extra.push(JSON.stringify(entry));
   }
   if (extra.length > 0) {
-    throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE", `${action}: ${dir} holds ${extra.join(", ")} besides the ${name === SOCKET_NAME ? "socket" : name}; place only the forwarded socket there`);
+    throw new ConductorError("CONDUCTOR_ERR_SOCKET_TYPE", `${action}: ${dir} holds ${extra.join(", ")} of yours besides the ${name === SOCKET_NAME ? "socket" : name}; place only the forwarded socket there`);
   }
 }
