@@ -8,6 +8,7 @@
  * @module
  */
 
+import { BadResponseError } from "../lib/errors.ts";
 import { isDecimal } from "./request_head.ts";
 
 /** Longest response head accepted from an app, in bytes. */
@@ -53,14 +54,6 @@ export interface ResponseHead {
   keepAliveTimeoutMs: number | null;
   /** The Upgrade field (a 101 response's new protocol), or null. */
   upgrade: string | null;
-}
-
-/** A response from an app that cannot be forwarded. */
-export class BadResponseError extends Error {
-  constructor(reason: string) {
-    super(`Cannot forward response from app: ${reason}`);
-    this.name = "BadResponseError";
-  }
 }
 
 // Character classes, one flag per latin1 code: tchar (RFC 9110 5.6.2), and a field value's characters (HTAB, SP, VCHAR, obs-text).

@@ -18,7 +18,8 @@
  */
 import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { clock, everySecond } from "../lib/sweeper.ts";
-import { BadResponseError, ChunkedDecoder, headText, MAX_RESPONSE_HEAD, parseResponseHead, type Framing, type ResponseHead } from "./http1.ts";
+import { BadResponseError, UpstreamError } from "../lib/errors.ts";
+import { ChunkedDecoder, headText, MAX_RESPONSE_HEAD, parseResponseHead, type Framing, type ResponseHead } from "./http1.ts";
 
 /** What a request in flight is told about its response. */
 export interface ExchangeHandler {
@@ -54,16 +55,6 @@ export interface UpstreamOwner {
   release(upstream: Upstream): void;
   /** The connection is gone. */
   forget(upstream: Upstream): void;
-}
-
-/** A connection failure with an errno-like code: ETIMEDOUT, EEMPTY, ... */
-export class UpstreamError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = "UpstreamError";
-    this.code = code;
-  }
 }
 
 const HEAD = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2, BODY_CLOSE = 3, IDLE = 4;
