@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -55,6 +55,10 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const only = values.only ? new Set(values.only.split(",")) : null;
 const wanted = (section: string): boolean => only === null || only.has(section);
+if (only !== null && values.write) {
+  process.stderr.write("bench: --write records the whole table in RESULTS.md; run it without --only\n");
+  process.exit(2);
+}
 
 const cleanups: Array<() => unknown> = [];
 const cleanup: Cleanup = { after: (fn) => { cleanups.push(fn); } };
@@ -278,14 +282,19 @@ function renderTable(rows: Row[]): string {
   return out;
 }
 
+/** Heading of the hand-written notes that follow the table in RESULTS.md, kept when the table is rewritten. */
+const NOTES = "\n## Notes\n";
+
 function writeResults(table: string): void {
   const path = join(repoRoot, "test", "bench", "RESULTS.md");
+  const old = existsSync(path) ? readFileSync(path, "utf8") : "";
+  const notes = old.includes(NOTES) ? old.slice(old.indexOf(NOTES)) : "";
   const date = new Date().toISOString().slice(0, 10);
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   const text = `# Benchmark results\n\nLatest figures of \`npm run bench\` (${rounds} rounds of ${seconds} s, medians), on ${date}, ` +
     `on a ${cpus().length}-core machine (${cpu}) with Node ${process.version}.\n\n` +
     "These figures come from a shared, noisy machine where the load generator, the gateway, ssh, sshd, nginx and the app " +
-    "all share the same cores: compare the ratios, measured in the same run, not the absolute numbers.\n\n" + table;
+    "all share the same cores: compare the ratios, measured in the same run, not the absolute numbers.\n\n" + table + notes;
   writeFileSync(path, text);
   process.stderr.write(`bench: wrote ${path}\n`);
 }
