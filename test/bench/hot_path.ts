@@ -87,7 +87,7 @@ export async function hotPathRows(s: HotPathSetup): Promise<Row[]> {
   const run = (proxy: Proxy, headers: Record<string, string>, connections = 32) => (): Promise<number[]> =>
     rateAndCpu(proxy.pid, async (): Promise<LoadRun> => {
       const r = await runWrk({ url: `${proxy.url}/hello`, headers, seconds: s.seconds, connections, threads: Math.min(2, connections) });
-      if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${proxy.url}`);
+      if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${proxy.url} (${r.errorText})`);
       return { rate: r.requestsPerSec, requests: r.requests };
     });
   const ratio = (p: Paired): string => `${p.ratio.toFixed(2)} (${p.spread})`;

@@ -98,7 +98,7 @@ export async function pairedMany(a: () => Promise<number[]>, b: () => Promise<nu
 async function rps(url: string, target: Target, path: string): Promise<number> {
   if (!hasWrk) return builtinLoad(target, path, 32, seconds);
   const r = await runWrk({ url: url + path, headers: { Host: target.host, Cookie: target.cookie ?? "" }, seconds });
-  if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}${path}`);
+  if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}${path} (${r.errorText})`);
   return r.requestsPerSec;
 }
 
@@ -158,7 +158,7 @@ async function throughputRows(rows: Row[]): Promise<Chain> {
       const run = (pid: number, url: string, options: { connections?: number; script?: string; perRequest?: number } = {}) => async (): Promise<number[]> =>
         rateAndCpu(pid, async (): Promise<LoadRun> => {
           const r = await runWrk({ url, headers, seconds, connections: options.connections, script: options.script });
-          if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}`);
+          if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url} (${r.errorText})`);
           return { rate: r.requestsPerSec * (options.perRequest ?? 1), requests: r.requests };
         });
       // Node's own floor: a bare relay of the same bytes through net.Socket, with no HTTP at all.
