@@ -11,6 +11,10 @@
  * that fails at each start is started again without end and the socket unit
  * stays. Then conductor-agent.service under alice's user manager locks when
  * idle, and conductor --agent unlocks it and connects with its key alone.
+ * Last, the gateway in --nginx-mode site, set up as conductor-server(8) and
+ * contrib/nginx-conductor-streams.conf say, behind Debian's nginx.service:
+ * a stream published, removed and published again relays through it with
+ * no reload, and no nginx of the gateway's own runs.
  *
  * Needs root, systemd-nspawn and mmdebstrap (.ci/run installs them); under CI
  * it fails rather than skips.
@@ -36,6 +40,13 @@ const DOMAIN = "{key}-{user}.gw.test";
 const FRONT = "/run/conductor-http.sock";
 /** The installed unit, and the drop-in `systemctl edit conductor-server.service` writes. */
 const OVERRIDE = "/etc/systemd/system/conductor-server.service.d/override.conf";
+/** The drop-in's command line: the gateway behind the socket unit, for DOMAIN, and `extra`. */
+const execStart = (...extra: string[]): string => "[Service]\nExecStart=\nExecStart=/usr/local/sbin/conductor-server --runtime-dir /run/conductor " +
+  `--state-dir /var/lib/conductor --trust-forwarded --domain '${DOMAIN}'${extra.map((arg) => ` ${arg}`).join("")}\n`;
+/** Where the gateway writes its stream blocks for the site's nginx (--nginx-mode site): in its StateDirectory=, which its sandbox lets it write. */
+const STREAM_DIR = "/var/lib/conductor/streams.d";
+/** Where `make install` puts contrib/. */
+const CONTRIB = "/usr/local/share/doc/conductor/contrib";
 
 /** Apps and a TCP client, for any Node.js from 12 on. */
 const FILES: Record<string, string> = {
@@ -82,11 +93,10 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
     await c.run(["useradd", "--system", "--user-group", "--home-dir", "/var/lib/conductor", "--shell", "/usr/sbin/nologin", "conductor"]);
     await c.run(["tar", "-xzf", "/root/conductor.tar.gz", "-C", "/root"]);
     await c.run(["make", "-C", `/root/conductor-${VERSION}`, "install", `NODE=${HOST_NODE}`, "install-systemd"]);
-    await c.run(["cp", "/usr/local/share/doc/conductor/contrib/sshd_config.conductor", "/etc/ssh/sshd_config.d/conductor.conf"]);
+    await c.run(["cp", `${CONTRIB}/sshd_config.conductor`, "/etc/ssh/sshd_config.d/conductor.conf"]);
     await c.run(["systemctl", "restart", "ssh"]);
     await c.run(["mkdir", "-p", OVERRIDE.slice(0, OVERRIDE.lastIndexOf("/"))]);
-    writeFileSync(join(c.root, OVERRIDE), "[Service]\nExecStart=\nExecStart=/usr/local/sbin/conductor-server --runtime-dir /run/conductor " +
-      `--state-dir /var/lib/conductor --trust-forwarded --domain '${DOMAIN}'\n`);
+    writeFileSync(join(c.root, OVERRIDE), execStart());
     await c.run(["systemctl", "daemon-reload"]);
     await c.run(["systemctl", "enable", "--now", "conductor-server.socket", "conductor-server.service"]);
 
@@ -144,6 +154,24 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
   const service = async (...names: string[]): Promise<Record<string, string>> => {
     const out = await c.run(["systemctl", "show", ...names.map((n) => `--property=${n}`), "conductor-server.service"]);
     return Object.fromEntries(out.trim().split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+  };
+
+  /**
+   * Debian's nginx (nginx.service): its master, its workers that serve (not those a reload leaves shutting down),
+   * and every other nginx process in the container.
+   */
+  const siteNginx = async (): Promise<{ master: string; workers: string[]; strays: string[] }> => {
+    const master = (await c.run(["cat", "/run/nginx.pid"])).trim();
+    const procs = (await c.run(["ps", "-C", "nginx", "-o", "pid=,ppid=,user=,args="])).trim().split("\n").map((line) => {
+      const [pid, ppid, user, ...args] = line.trim().split(/\s+/);
+      return { pid, ppid, user, args: args.join(" ") };
+    });
+    const mine = (p: { pid: string; ppid: string; user: string }): boolean => (p.pid === master && p.user === "root") || (p.ppid === master && p.user === "www-data");
+    return {
+      master,
+      workers: procs.filter((p) => p.ppid === master && p.args === "nginx: worker process").map((p) => p.pid).sort(),
+      strays: procs.filter((p) => !mine(p)).map((p) => `${p.pid} ${p.user} ${p.args}`),
+    };
   };
 
   /** Asks `probe` every 200 ms until it returns something other than null; the time limit is a failure guard. */
@@ -322,5 +350,56 @@ describe("conductor installed from the tarball, under systemd as PID 1", { skip 
     assert.equal(after?.locked, false, `conductor unlocked the agent: ${JSON.stringify(after)}`);
     assert.match(String(after?.keys), /alice \(ED25519\)/);
     await asAlice(["mv", "/home/alice/.ssh/id_ed25519.away", "/home/alice/.ssh/id_ed25519"]);
+  });
+
+  it("--nginx-mode site: Debian's nginx, as nginx.service, set up and reloaded once, relays a stream that registrations publish, remove and publish again without a reload; the gateway runs no nginx", async (t) => {
+    // The admin's setup, as conductor-server(8) says ("The site's nginx"). The gateway's own nginx of the earlier tests
+    // holds the ports: the gateway stops, --stop-streams ends that nginx, and the gateway starts in site mode.
+    writeFileSync(join(c.root, OVERRIDE), execStart("--nginx-mode", "site", "--stream-dir", STREAM_DIR));
+    await c.run(["systemctl", "daemon-reload"]);
+    await c.run(["systemctl", "stop", "conductor-server.service"]);
+    await c.run(["conductor-server", "-r", "/run/conductor", "--stop-streams"]);
+    await c.run(["systemctl", "start", "conductor-server.service"]);
+    // The gateway answers once it has written the blocks.
+    assert.equal((await get("status.gw.test", "/_conductor/status", "save")).status, 200);
+    assert.match(await c.run(["ls", STREAM_DIR]), /^_conductor_9000\.conf$.*^_conductor_zones\.conf$/ms);
+    const before = await siteNginx();
+    assert.deepEqual(before.strays, [], "every nginx is nginx.service's: the gateway started none of its own");
+    await c.run(["cp", `${CONTRIB}/nginx-conductor-streams.conf`, "/etc/nginx/conductor-streams.conf"]);
+    await c.run(["sh", "-c", "echo 'include /etc/nginx/conductor-streams.conf;' >> /etc/nginx/nginx.conf"]);
+    await c.run(["usermod", "-a", "-G", "conductor", "www-data"]);
+    await c.run(["nginx", "-t", "-q"]);
+    await c.run(["systemctl", "reload", "nginx.service"]);
+    // systemctl returns once nginx's master has the signal: its new workers start after it has bound the new ports.
+    let log = "";
+    const workers = await until(() => `nginx started no new workers after the reload: ${log}`, async () => {
+      const now = await siteNginx();
+      if (now.workers.length > 0 && now.workers.every((pid) => !before.workers.includes(pid))) return now.workers;
+      log = await c.run(["tail", "-n", "5", "/var/log/nginx/error.log"]);
+      return null;
+    });
+
+    const publish = async (): Promise<{ client: TestProcess; port: unknown }> => {
+      const client = conductor(t, ["--tcp", "--name", "site", "127.0.0.1", "/home/alice/site.sock", "--", "node", "/opt/check/echo.cjs"]);
+      return { client, port: (await live(client)).port };
+    };
+    const first = await publish();
+    await echoes(first.port, "through Debian's nginx");
+
+    c.kill(first.client);
+    await first.client.exited;
+    const link = `/run/conductor/streams/${first.port}.sock`;
+    await until("the stream's link removed", async () => (await c.exec(["test", "-L", link])).status !== 0 || null);
+    const refused = await c.exec([DEBIAN_NODE, "/opt/check/echo-client.cjs", String(first.port), "gone"]);
+    assert.equal(refused.stdout, "", "a connection to the port of a removed stream gets nothing back");
+
+    const again = await publish();
+    assert.equal(again.port, first.port, "the stream gets its port back");
+    await echoes(again.port, "published again");
+
+    const after = await siteNginx();
+    assert.equal(after.master, before.master, "nginx.service's master process all along");
+    assert.deepEqual(after.workers, workers, "the same workers: no reload since the setup");
+    assert.deepEqual(after.strays, [], "still no nginx but nginx.service's");
   });
 });
