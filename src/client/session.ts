@@ -11,7 +11,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { readLines } from "../control/lines.ts";
 import { decodeLine, DEFAULT_KEY, encodeLine, GOODBYE, parseBanner, parseReply } from "../control/protocol.ts";
-import { ConductorError, messageOf, RegistrationRefused } from "../lib/errors.ts";
+import { ConductorError, ControlClosed, messageOf, RegistrationRefused } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
 import { SAFE_PATH_RE } from "../ssh/destination.ts";
 import { connectTimeoutOf, type SshSettings } from "../ssh/master.ts";
@@ -46,13 +46,6 @@ export interface SessionOptions {
   tcp?: { port: number | null };
   /** Receives what the gateway sends on a live registration (`{"op": "activity"}`, `{"op": "close"}`). */
   onControl?: (message: Record<string, unknown>) => void;
-}
-
-/** The gateway closed the control connection before it sent the line awaited. */
-class ControlClosed extends ConductorError {
-  constructor(what: string) {
-    super("CONDUCTOR_ERR_PROTOCOL", `Cannot register: the gateway closed the control connection before sending ${what}`);
-  }
 }
 
 /** A live registration. */

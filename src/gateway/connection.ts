@@ -7,17 +7,22 @@
  * Requests are answered one at a time, in order; pipelined ones wait in the
  * buffer, and the next one is only read once the previous response has been
  * taken by the socket. Time limits are checked by {@link ConnectionSet}'s
- * sweep once a second. A connection that is done half-closes, discards what
- * still arrives for a moment (so the browser reads the last response), then
- * closes.
+ * sweep once a second. A connection that is done (a refused request, or one
+ * that asked to close) half-closes and discards what still arrives, for up
+ * to {@link LINGER_MS} and {@link LINGER_BYTES}, so that the browser reads
+ * the last response rather than a reset; it closes at once when the browser
+ * does.
  *
  * @module
  */
 import type { Socket } from "node:net";
-import { ChunkedDecoder } from "./http1.ts";
+import { AuthMemo } from "./auth.ts";
+import type { ForwardedFacts } from "./forward_head.ts";
+import { ChunkedDecoder, headText } from "./http1.ts";
 import { dateField, pageBody, pageHead } from "./pages.ts";
 import { hasBody, isRefusal, MAX_REQUEST_HEAD, parseRequestHead, type RequestHead } from "./request_head.ts";
 import { clock, everySecond } from "../lib/sweeper.ts";
+import { SHARED_VIEW_LIMIT } from "./upstream.ts";
 
 /** Receives the body of a request. */
 export interface BodySink {
@@ -27,6 +32,12 @@ export interface BodySink {
   end(): void;
   /** The body is malformed or the browser went away before it ended. */
   abort(reason: string): void;
+}
+
+/** Whoever answers the request in progress, told when the browser goes away first. */
+export interface Answering {
+  /** The browser connection closed before the response was complete. */
+  browserGone(): void;
 }
 
 /** What the front end does with requests. */
@@ -50,24 +61,28 @@ export interface ConnectionTimeouts {
 }
 
 const READ_HEAD = 0, READ_BODY = 1, WAIT = 2, DONE = 3;
-const CRLFCRLF = Buffer.from("\r\n\r\n");
 /** Bytes kept for pipelined requests before reading pauses. */
 const MAX_BUFFERED = 4 * MAX_REQUEST_HEAD;
 /** How long a finished connection keeps reading (and discarding) before it closes, in ms. */
 const LINGER_MS = 5000;
+/** How much a finished connection reads (and discards) before it closes. */
+const LINGER_BYTES = 1024 * 1024;
 
 /** A browser connection. */
 export class BrowserConnection {
   readonly socket: Socket;
-  readonly secure: boolean;
+  /** How the browser came: its address and protocol, for the X-Forwarded fields. */
+  readonly facts: ForwardedFacts;
+  /** The token this connection last proved (see {@link AuthMemo}). */
+  readonly auth = new AuthMemo();
   /** Coarse time of the last byte read or of the last response. */
   lastActive = clock.now;
   /** Coarse time the current head started to arrive, or 0. */
   headStart = 0;
   /** Coarse time the connection finished, or 0. */
   doneAt = 0;
-  /** Called when the connection closes while a request is in progress. */
-  onAbort: (() => void) | null = null;
+  /** Told when the connection closes while a request is in progress. */
+  answering: Answering | null = null;
   #handler: RequestHandler;
   #owner: ConnectionSet;
   #state = READ_HEAD;
@@ -83,10 +98,12 @@ export class BrowserConnection {
   #bodyDone = true;
   #responding = false;
   #closeAfter = false;
+  /** Bytes discarded since the connection finished. */
+  #dropped = 0;
 
-  constructor(socket: Socket, secure: boolean, handler: RequestHandler, owner: ConnectionSet) {
+  constructor(socket: Socket, facts: ForwardedFacts, handler: RequestHandler, owner: ConnectionSet) {
     this.socket = socket;
-    this.secure = secure;
+    this.facts = facts;
     this.#handler = handler;
     this.#owner = owner;
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
@@ -165,7 +182,7 @@ export class BrowserConnection {
   endResponse(): void {
     if (this.#state === DONE) return;
     this.#responding = false;
-    this.onAbort = null;
+    this.answering = null;
     this.#settle();
     if (this.closing) return this.#finish();
     this.#state = READ_HEAD;
@@ -208,7 +225,7 @@ export class BrowserConnection {
   /** Hands the socket over (a switched protocol); returns it with the bytes read past the request. */
   takeOver(): { socket: Socket; rest: Buffer } {
     this.#state = DONE;
-    this.onAbort = null;
+    this.answering = null;
     this.#settle();
     this.#owner.delete(this);
     for (const event of ["data", "error", "end", "close"]) this.socket.removeAllListeners(event);
@@ -231,8 +248,12 @@ export class BrowserConnection {
 
   #onData(chunk: Buffer): void {
     const state = this.#state;
-    // A finished connection discards what still arrives, without counting it as activity.
-    if (state === DONE) return;
+    if (state === DONE) {
+      // A finished connection discards what still arrives, without counting it as activity, up to a bound.
+      this.#dropped += chunk.length;
+      if (this.#dropped > LINGER_BYTES) this.socket.destroy();
+      return;
+    }
     this.lastActive = clock.now;
     if (state === READ_BODY) {
       this.#feedBody(chunk, 0);
@@ -286,16 +307,16 @@ export class BrowserConnection {
       this.#buf = buf.length > 0 ? buf : null;
       if (this.#buf === null) return false;
     }
-    const end = buf.indexOf(CRLFCRLF, this.#scan);
-    if (end === -1 || end > MAX_REQUEST_HEAD) {
-      if (end > MAX_REQUEST_HEAD || buf.length > MAX_REQUEST_HEAD + 3) {
+    const text = headText(buf, 0, this.#scan);
+    if (text === null || text.length > MAX_REQUEST_HEAD) {
+      if (text !== null || buf.length > MAX_REQUEST_HEAD + 3) {
         this.#refuse(431, "request head too large");
         return true;
       }
       this.#scan = Math.max(0, buf.length - 3);
       return false;
     }
-    const text = buf.toString("latin1", 0, end);
+    const end = text.length;
     const rest = end + 4 < buf.length ? buf.subarray(end + 4) : null;
     this.#buf = rest;
     this.#scan = 0;
@@ -436,15 +457,19 @@ export class BrowserConnection {
     const sink = this.#sink;
     this.#sink = null;
     sink?.abort("the browser closed the connection");
-    const abort = this.onAbort;
-    this.onAbort = null;
-    abort?.();
+    const answering = this.answering;
+    this.answering = null;
+    answering?.browserGone();
     this.#settle();
   }
 }
 
-/** Bodies up to this size are copied beside their framing into one buffer; larger ones are corked with it. */
-const JOIN_LIMIT = 16 * 1024;
+/**
+ * Bodies up to this size are copied beside their framing into one buffer;
+ * larger ones are corked with it. A body chunk from an app that may be a
+ * view into a shared read buffer is never kept (see {@link SHARED_VIEW_LIMIT}).
+ */
+const JOIN_LIMIT = SHARED_VIEW_LIMIT;
 
 /**
  * Writes `prefix` (latin1), `body` and `suffix` (latin1) as one write, so
@@ -457,7 +482,7 @@ export function writeJoined(socket: Socket, prefix: string, body: Buffer | null,
   if (size <= JOIN_LIMIT) {
     const out = Buffer.allocUnsafe(prefix.length + size + suffix.length);
     const at = out.write(prefix, 0, "latin1");
-    body!.copy(out, at);
+    out.set(body!, at);
     if (suffix !== "") out.write(suffix, at + size, "latin1");
     return socket.write(out);
   }

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Socket } from "node:net";
+import { clock, everySecond } from "../lib/sweeper.ts";
 import { busyResponse } from "./pages.ts";
 
 /** The caps; 0 for none. */
@@ -34,15 +35,24 @@ export function fitToDescriptors(caps: ConnectionCaps, openFiles: number | null)
   return caps.maxTotal === 0 || caps.maxTotal > fits ? { ...caps, maxTotal: fits } : caps;
 }
 
-/** How long a refused connection may read (and discard) the request it sends before it is closed, in ms. */
+/** How long a refused connection reads (and drops) what its browser sends before it is closed, in ms (on the once-a-second sweep). */
 const REFUSED_LINGER_MS = 2000;
+/** How much of what a refused connection's browser sends is read and dropped before the connection is closed. */
+const REFUSED_LINGER_BYTES = 64 * 1024;
 
 /** Counts connections per client address and refuses those beyond the caps. */
 export class ConnectionLimiter {
   readonly #caps: ConnectionCaps;
   #perAddress = new Map<string, number>();
-  #lingering = 0;
-  /** Most refused connections lingering at once (each holds a descriptor); beyond, they are closed without an answer. */
+  /**
+   * Refused connections waiting to close, by the coarse time of their refusal,
+   * oldest first: those whose browser has sent nothing yet, and those it is
+   * sending to (a request is on its way: they are closed last).
+   */
+  #silent = new Map<Socket, number>();
+  #talking = new Map<Socket, number>();
+  #stopSweep: (() => void) | null = null;
+  /** Most refused connections waiting to close at once (each holds a descriptor). */
   readonly #maxLingering: number;
 
   constructor(caps: ConnectionCaps) {
@@ -73,17 +83,54 @@ export class ConnectionLimiter {
     return true;
   }
 
+  /**
+   * Answers 503 with Retry-After and closes the write side; what the browser
+   * sends meanwhile is read and dropped, so that it reads the answer rather
+   * than a reset (a lingering close, as nginx's). The connection closes when
+   * the browser does, or after {@link REFUSED_LINGER_MS} or
+   * {@link REFUSED_LINGER_BYTES}. At most {@link #maxLingering} wait so: a
+   * flood makes room by closing its oldest connections whose browser sent
+   * nothing first.
+   */
   #refuse(socket: Socket): void {
-    socket.on("error", () => socket.destroy());
-    if (this.#lingering >= this.#maxLingering) {
-      socket.destroy();
-      return;
+    if (this.#silent.size + this.#talking.size >= this.#maxLingering) {
+      const [oldest] = this.#silent.size > 0 ? this.#silent.keys() : this.#talking.keys();
+      this.#forget(oldest);
+      oldest.destroy();
     }
-    // The answer goes first; what the browser sends meanwhile is read and dropped, so that it gets the answer, not a reset.
-    this.#lingering++;
-    socket.once("close", () => { this.#lingering--; });
+    this.#silent.set(socket, clock.now);
+    this.#stopSweep ??= everySecond((now) => this.#sweep(now));
+    let dropped = 0;
+    socket.on("data", (chunk: Buffer) => {
+      const since = this.#silent.get(socket);
+      if (since !== undefined) {
+        this.#silent.delete(socket);
+        this.#talking.set(socket, since);
+      }
+      dropped += chunk.length;
+      if (dropped > REFUSED_LINGER_BYTES) socket.destroy();
+    });
+    socket.on("end", () => socket.destroy());
+    socket.on("error", () => socket.destroy());
+    socket.once("close", () => this.#forget(socket));
     socket.end(busyResponse());
-    socket.resume();
-    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  }
+
+  #forget(socket: Socket): void {
+    if (!this.#silent.delete(socket)) this.#talking.delete(socket);
+    if (this.#silent.size + this.#talking.size === 0 && this.#stopSweep !== null) {
+      this.#stopSweep();
+      this.#stopSweep = null;
+    }
+  }
+
+  /** Closes the refused connections that waited long enough. */
+  #sweep(now: number): void {
+    for (const waiting of [this.#silent, this.#talking]) {
+      for (const [socket, since] of waiting) {
+        if (now - since < REFUSED_LINGER_MS) break;
+        socket.destroy();
+      }
+    }
   }
 }

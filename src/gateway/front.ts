@@ -9,16 +9,15 @@
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type SecureContextOptions } from "node:tls";
 import type { Logger } from "../lib/log.ts";
-import { tokenMatches } from "../lib/token.ts";
-import { authCookie, isCookieSafe, safeNext } from "./auth.ts";
+import { AUTH_PATH, authorized, serveAuthLink, type AuthLinkContext } from "./auth.ts";
 import { BrowserConnection, ConnectionSet, type RequestHandler } from "./connection.ts";
 import { ConnectionLimiter, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from "./connection_limits.ts";
-import { browserUsedTls, buildForwardHead, type ForwardedFacts } from "./forward_head.ts";
+import { buildForwardHead, forwardedFacts } from "./forward_head.ts";
 import { forwardRequest, type ProxyContext } from "./proxy.ts";
 import { hasBody, type RequestHead } from "./request_head.ts";
-import type { Route, RouteTable } from "./routes.ts";
+import type { RouteTable } from "./routes.ts";
 import { metricsText, statusJson, type Gauges, type Stats } from "./stats.ts";
-import { clock } from "../lib/sweeper.ts";
+import { noteUse } from "./activity.ts";
 import { forwardUpgrade } from "./upgrade.ts";
 
 /**
@@ -105,41 +104,35 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
       const target = head.target;
       if (isConductorPath(target)) return serveConductor(conn, head);
       const route = routes.lookup(head.host);
-      if (route === undefined) {
-        stats.noroute++;
-        // At start, or when a route dropped a moment ago, it is likely on its way: say so rather than "not found".
-        return conn.sendPage(!started || routes.recentlyGone(head.host) ? 503 : 404);
-      }
+      if (route === undefined) return noRoute(conn, head);
       const upgrade = head.upgrade !== null;
       if (upgrade && hasBody(head)) {
         // An upgrade request with a body would leave the body for the app to read as the next request.
         stats.badRequest++;
         return conn.sendPage(400, true);
       }
-      const facts: ForwardedFacts = {
-        clientAddress: options.trustForwarded ? null : clientAddress(conn.socket),
-        proto: secure ? "https" : "http",
-        trustForwarded: options.trustForwarded,
-      };
-      const forward = buildForwardHead(head, facts, upgrade);
-      if (!authorized(forward.tokens, route)) {
+      if (!authorized(head, route, conn.auth)) {
         stats.unauthorized++;
         return conn.sendPage(403);
       }
-      route.lastActivity = clock.now;
-      if (upgrade) forwardUpgrade(ctx, route, conn, head.method, forward.head);
-      else forwardRequest(ctx, route, conn, head, forward.head);
+      noteUse(route);
+      const forward = buildForwardHead(head, conn.facts, upgrade);
+      if (upgrade) forwardUpgrade(ctx, route, conn, head.method, forward);
+      else forwardRequest(ctx, route, conn, head, forward);
     },
   };
 
+  const proto = secure ? "https" : "http";
   const accept = (socket: Socket): void => {
     stats.connectionTotal++;
-    if (!limiter.admit(socket, clientAddress(socket), connections.size)) {
+    const address = clientAddress(socket);
+    if (!limiter.admit(socket, address, connections.size)) {
       stats.connectionRefused++;
       return;
     }
     if (typeof socket.setNoDelay === "function") socket.setNoDelay(true);
-    connections.add(new BrowserConnection(socket, secure, handler, connections));
+    const facts = forwardedFacts(options.trustForwarded ? null : address, proto, options.trustForwarded);
+    connections.add(new BrowserConnection(socket, facts, handler, connections));
   };
   const server: Server = tls === undefined
     ? createNetServer({ allowHalfOpen: true, highWaterMark: SOCKET_BUFFER }, accept)
@@ -155,30 +148,22 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     logger.debug("TLS handshake failed", { code: err.code, error: err.message });
   });
 
+  /** Answers a request for a host without a route: 503 (try again) while the route is likely on its way, else 404. */
+  function noRoute(conn: BrowserConnection, head: RequestHead): void {
+    stats.noroute++;
+    // At start, or when a route dropped a moment ago, it is likely on its way: say so rather than "not found".
+    conn.sendPage(!started || routes.recentlyGone(head.host) ? 503 : 404);
+  }
+
   function serveConductor(conn: BrowserConnection, head: RequestHead): void {
     if (head.method !== "GET" && head.method !== "HEAD") return conn.sendPage(405);
     const url = head.target;
     const q = url.indexOf("?");
     const path = q === -1 ? url : url.slice(0, q);
-    if (path.startsWith("/_conductor/auth/")) {
-      let token: string;
-      try {
-        token = decodeURIComponent(path.slice("/_conductor/auth/".length));
-      } catch {
-        token = "";
-      }
-      if (!isCookieSafe(token)) return conn.sendPage(400);
-      const next = q === -1 ? null : new URLSearchParams(url.slice(q + 1)).get("next");
-      const location = safeNext(next);
-      logger.debug("auth link used", { host: head.host });
-      return conn.respond(302, "Found", [
-        ["Location", location],
-        // Behind a TLS-terminating proxy the cookie must be Secure too.
-        ["Set-Cookie", authCookie(token, browserUsedTls(head, secure, options.trustForwarded))],
-        ["Cache-Control", "no-store"],
-        ["Referrer-Policy", "no-referrer"],
-        ["Content-Type", "text/plain; charset=utf-8"],
-      ], "Follow the white rabbit to " + location + "\n");
+    if (path.startsWith(AUTH_PATH)) {
+      const route = routes.lookup(head.host);
+      if (route === undefined) return noRoute(conn, head);
+      return serveAuthLink(authContext(conn), conn, head, route, path, q === -1 ? null : url.slice(q + 1));
     }
     if (path === "/_conductor/status") {
       return conn.respond(200, "OK", [["Content-Type", "application/json"], ["Cache-Control", "no-store"]],
@@ -191,6 +176,10 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     conn.sendPage(404);
   }
 
+  function authContext(conn: BrowserConnection): AuthLinkContext {
+    return { logger, secure: conn.facts.proto === "https", trustForwarded: options.trustForwarded };
+  }
+
   return {
     server,
     get connections() {
@@ -200,12 +189,6 @@ export function createFrontEnd(options: FrontEndOptions): FrontEnd {
     destroyAll: () => connections.destroyAll(),
     ready: () => { started = true; },
   };
-}
-
-/** True when one of the cookie tokens is the route's. */
-function authorized(tokens: string[], route: Route): boolean {
-  for (const token of tokens) if (tokenMatches(token, route.authHash)) return true;
-  return false;
 }
 
 function isConductorPath(url: string): boolean {

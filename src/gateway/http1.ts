@@ -1,13 +1,38 @@
 /**
  * The app side of HTTP/1.1: a strict parser for response heads and a chunked
  * body decoder. App sockets belong to users, so what comes back is checked as
- * carefully as what browsers send.
+ * carefully as what browsers send. Like the request parser, the head parser
+ * scans the bytes once and cuts the head for the browser from the received
+ * one, making strings only of the fields it reads.
  *
  * @module
  */
 
+import { BadResponseError } from "../lib/errors.ts";
+import { isDecimal } from "./request_head.ts";
+
 /** Longest response head accepted from an app, in bytes. */
 export const MAX_RESPONSE_HEAD = 64 * 1024;
+
+/** Reads of at most this many bytes are decoded whole and searched as a string: one conversion instead of a search and a conversion. */
+const SMALL_READ = 4096;
+const CRLFCRLF = Buffer.from("\r\n\r\n");
+
+/**
+ * The head at the start of `buf[from..]`, as latin1 text without the empty
+ * line that ends it (which starts at `from + text.length`), or null while
+ * that line has not arrived. `scan`: how many bytes after `from` are known
+ * not to hold its start.
+ */
+export function headText(buf: Buffer, from: number, scan: number): string | null {
+  if (scan === 0 && buf.length - from <= SMALL_READ) {
+    const all = buf.toString("latin1", from);
+    const end = all.indexOf("\r\n\r\n");
+    return end === -1 ? null : all.slice(0, end);
+  }
+  const end = buf.indexOf(CRLFCRLF, from + scan);
+  return end === -1 ? null : buf.toString("latin1", from, end);
+}
 
 /** How the end of a response body is found (RFC 9112 section 6.3). */
 export type Framing = "none" | "length" | "chunked" | "close";
@@ -15,9 +40,11 @@ export type Framing = "none" | "length" | "chunked" | "close";
 /** A parsed response head. */
 export interface ResponseHead {
   status: number;
-  reason: string;
-  /** Field lines to forward, each ending with CRLF, hop-by-hop fields removed. */
-  fields: string;
+  /**
+   * What the browser gets of it: the status line (as HTTP/1.1) and the field
+   * lines to forward, hop-by-hop fields removed, each ending with CRLF (latin1).
+   */
+  head: string;
   framing: Framing;
   /** Body length when `framing` is "length". */
   length: number;
@@ -29,17 +56,27 @@ export interface ResponseHead {
   upgrade: string | null;
 }
 
-/** A response from an app that cannot be forwarded. */
-export class BadResponseError extends Error {
-  constructor(reason: string) {
-    super(`Cannot forward response from app: ${reason}`);
-    this.name = "BadResponseError";
-  }
+// Character classes, one flag per latin1 code: tchar (RFC 9110 5.6.2), and a field value's characters (HTAB, SP, VCHAR, obs-text).
+const TCHAR = 1, VALUE = 2;
+const CLASS = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const alnum = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+  if (alnum || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c))) CLASS[c] |= TCHAR;
+  if (c === 0x09 || (c >= 0x20 && c <= 0x7e) || c >= 0x80) CLASS[c] |= VALUE;
 }
 
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
-const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/**
+ * The status line and field lines of a whole head, checked in one pass of
+ * the regular expression engine's native code: when it matches, the parser
+ * only looks for line ends and colons; when it does not, it checks line by
+ * line and names what is wrong. It is never more lenient than those checks.
+ */
+const HEAD_SYNTAX = /^HTTP\/1\.[01] [1-9][0-9][0-9](?: [\t\x20-\x7e\x80-\xff]*)?(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*)*$/;
+
+// What a response field is to the gateway, by its name.
+const OTHER = 0, CONNECTION = 1, KEEP_ALIVE = 2, UPGRADE = 3, HOP = 4, TRANSFER_ENCODING = 5, CONTENT_LENGTH = 6;
+/** Numbers per field line: start, colon, value start, value end, kind. */
+const STRIDE = 5;
 
 /**
  * Parses a response head (status line and header lines, without the final
@@ -47,53 +84,76 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  * response has no body whatever its headers say.
  */
 export function parseResponseHead(text: string, method: string): ResponseHead {
+  const size = text.length;
+  const checked = HEAD_SYNTAX.test(text);
   let lineEnd = text.indexOf("\r\n");
-  if (lineEnd === -1) lineEnd = text.length;
-  const m = STATUS_LINE.exec(text.slice(0, lineEnd));
-  if (m === null) throw new BadResponseError(`invalid status line ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
-  const http11 = m[1] === "1";
-  const status = Number(m[2]);
-  // Lines kept as received; `drop` marks the hop-by-hop and framing ones.
-  const lines: string[] = [];
-  const lower: Array<string | null> = [];
+  if (lineEnd === -1) lineEnd = size;
+  // HTTP/1.[01] SP [1-9][0-9][0-9] [SP reason], the reason of field-value characters.
+  const d0 = text.charCodeAt(9) - 48, d1 = text.charCodeAt(10) - 48, d2 = text.charCodeAt(11) - 48;
+  if (!checked) {
+    const versionOk = text.startsWith("HTTP/1.") && (text.charCodeAt(7) === 48 || text.charCodeAt(7) === 49) && text.charCodeAt(8) === 32;
+    let lineOk = versionOk && lineEnd >= 12 && d0 >= 1 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9 &&
+      (lineEnd === 12 || text.charCodeAt(12) === 32);
+    for (let k = 13; lineOk && k < lineEnd; k++) if ((CLASS[text.charCodeAt(k)] & VALUE) === 0) lineOk = false;
+    if (!lineOk) throw new BadResponseError(`invalid status line ${JSON.stringify(text.slice(0, Math.min(lineEnd, 80)))}`);
+  }
+  const http11 = text.charCodeAt(7) === 49;
+  const status = d0 * 100 + d1 * 10 + d2;
+  const lines: number[] = [];
   let connection = "";
   let transferEncoding: string | null = null;
   let contentLength: string | null = null;
   let keepAliveHeader = "";
   let upgrade: string | null = null;
   let start = lineEnd + 2;
-  while (start < text.length) {
+  while (start < size) {
     let end = text.indexOf("\r\n", start);
-    if (end === -1) end = text.length;
-    const line = text.slice(start, end);
-    start = end + 2;
-    const colon = line.indexOf(":");
-    if (colon <= 0) throw new BadResponseError(`invalid header line ${JSON.stringify(line.slice(0, 80))}`);
-    const name = line.slice(0, colon);
-    const value = trimOws(line, colon + 1);
-    if (!FIELD_NAME.test(name) || !FIELD_VALUE.test(value)) {
-      throw new BadResponseError(`invalid header line ${JSON.stringify(line.slice(0, 80))}`);
+    if (end === -1) end = size;
+    const colon = text.indexOf(":", start);
+    if (!checked) {
+      let ok = colon > start && colon < end;
+      for (let k = start; ok && k < colon; k++) if ((CLASS[text.charCodeAt(k)] & TCHAR) === 0) ok = false;
+      for (let k = colon + 1; ok && k < end; k++) if ((CLASS[text.charCodeAt(k)] & VALUE) === 0) ok = false;
+      if (!ok) throw new BadResponseError(`invalid header line ${JSON.stringify(text.slice(start, Math.min(end, start + 80)))}`);
     }
-    // Only names as long as one the gateway cares about are lowercased.
-    let key: string | null = null;
-    switch (name.length) {
-      case 2: case 7: case 10: case 14: case 16: case 17:
-        key = name.toLowerCase();
-        if (key === "connection") connection += (connection ? "," : "") + value.toLowerCase();
-        else if (key === "transfer-encoding") transferEncoding = (transferEncoding === null ? "" : transferEncoding + ",") + value.toLowerCase();
-        else if (key === "content-length") {
-          if (contentLength !== null && contentLength !== value) throw new BadResponseError("conflicting Content-Length headers");
-          contentLength = value;
-        } else if (key === "keep-alive") keepAliveHeader = value;
-        else if (key === "upgrade") upgrade = value;
+    let a = colon + 1, b = end;
+    while (a < b && isOws(text.charCodeAt(a))) a++;
+    while (b > a && isOws(text.charCodeAt(b - 1))) b--;
+    const kind = fieldKind(text, start, colon);
+    switch (kind) {
+      case CONNECTION:
+        connection += (connection ? "," : "") + text.slice(a, b).toLowerCase();
+        break;
+      case TRANSFER_ENCODING:
+        transferEncoding = (transferEncoding === null ? "" : transferEncoding + ",") + text.slice(a, b).toLowerCase();
+        break;
+      case CONTENT_LENGTH: {
+        const value = text.slice(a, b);
+        if (contentLength !== null && contentLength !== value) throw new BadResponseError("conflicting Content-Length headers");
+        contentLength = value;
+        break;
+      }
+      case KEEP_ALIVE:
+        keepAliveHeader = text.slice(a, b);
+        break;
+      case UPGRADE:
+        upgrade = text.slice(a, b);
         break;
     }
-    lines.push(name + ": " + value + "\r\n");
-    lower.push(key);
+    // One element at a time: a push of five is not inlined.
+    const at = lines.length;
+    lines[at] = start;
+    lines[at + 1] = colon;
+    lines[at + 2] = a;
+    lines[at + 3] = b;
+    lines[at + 4] = kind;
+    start = end + 2;
   }
   let named: Set<string> | null = null;
   let keepAlive = http11;
-  if (connection !== "") {
+  if (connection === "keep-alive") {
+    keepAlive = true;
+  } else if (connection !== "") {
     for (const raw of connection.split(",")) {
       const token = raw.trim();
       if (token === "close") keepAlive = false;
@@ -114,7 +174,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
     // A response with both is suspect (RFC 9112 6.3): deliver it, then close.
     if (contentLength !== null) keepAlive = false;
   } else if (contentLength !== null) {
-    if (!/^[0-9]{1,15}$/.test(contentLength)) throw new BadResponseError(`invalid Content-Length ${JSON.stringify(contentLength)}`);
+    if (!isDecimal(contentLength)) throw new BadResponseError(`invalid Content-Length ${JSON.stringify(contentLength)}`);
     length = Number(contentLength);
     framing = length === 0 ? "none" : "length";
   } else {
@@ -122,35 +182,79 @@ export function parseResponseHead(text: string, method: string): ResponseHead {
   }
   if (framing === "close") keepAlive = false;
 
-  let fields = "";
-  for (let i = 0; i < lines.length; i++) {
-    const key = lower[i];
-    if (key !== null && (HOP_BY_HOP.has(key) || (key === "content-length" && framing !== "length" && framing !== "none"))) continue;
-    if (named !== null && named.has(key ?? lines[i].slice(0, lines[i].indexOf(":")).toLowerCase())) continue;
-    fields += lines[i];
+  // The head for the browser, cut from the received one: runs of lines that pass as received are one slice each.
+  const dropLength = framing !== "length" && framing !== "none";
+  let head: string;
+  let run: number;
+  if (http11 && lineEnd > 12) {
+    head = "";
+    run = 0;
+  } else {
+    head = "HTTP/1.1" + text.slice(8, lineEnd) + (lineEnd === 12 ? " \r\n" : "\r\n");
+    run = -1;
   }
-  const timeout = keepAliveHeader === "" ? null : /(?:^|,)\s*timeout\s*=\s*([0-9]{1,6})/i.exec(keepAliveHeader);
+  for (let i = 0; i < lines.length; i += STRIDE) {
+    const lineStart = lines[i], colon = lines[i + 1], from = lines[i + 2], to = lines[i + 3], kind = lines[i + 4];
+    let keep = kind === OTHER || (kind === CONTENT_LENGTH && !dropLength);
+    if (keep && named !== null && named.has(text.slice(lineStart, colon).toLowerCase())) keep = false;
+    const end = i + STRIDE < lines.length ? lines[i + STRIDE] - 2 : size;
+    if (keep && from === colon + 2 && text.charCodeAt(colon + 1) === 32 && to === end) {
+      if (run === -1) run = lineStart;
+      continue;
+    }
+    if (run !== -1) {
+      head += text.slice(run, lineStart);
+      run = -1;
+    }
+    if (keep) head += text.slice(lineStart, colon) + ": " + text.slice(from, to) + "\r\n";
+  }
+  if (run !== -1) head += text.slice(run) + "\r\n";
   return {
     status,
-    reason: m[3] ?? "",
-    fields,
+    head,
     framing,
     length,
     keepAlive,
-    keepAliveTimeoutMs: timeout ? Number(timeout[1]) * 1000 : null,
+    keepAliveTimeoutMs: keepAliveHeader === "" ? null : keepAliveTimeoutMs(keepAliveHeader),
     upgrade,
   };
 }
 
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]);
+// An app sends the same Keep-Alive field with every response: the last one read is remembered.
+let lastKeepAlive = "";
+let lastTimeoutMs: number | null = null;
 
-/** `line` from `from`, without leading and trailing spaces and tabs. */
-export function trimOws(line: string, from: number): string {
-  let a = from;
-  let b = line.length;
-  while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++;
-  while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--;
-  return line.slice(a, b);
+/** The `timeout` of a Keep-Alive field value, in ms, or null. */
+function keepAliveTimeoutMs(value: string): number | null {
+  if (value !== lastKeepAlive) {
+    const m = /(?:^|,)\s*timeout\s*=\s*([0-9]{1,6})/i.exec(value);
+    lastKeepAlive = value;
+    lastTimeoutMs = m === null ? null : Number(m[1]) * 1000;
+  }
+  return lastTimeoutMs;
+}
+
+/** The kind of the response field named text[start, end): a switch on the length, then one case-insensitive comparison. */
+function fieldKind(text: string, start: number, end: number): number {
+  switch (end - start) {
+    case 2: return named(text, start, "te") ? HOP : OTHER;
+    case 7: return named(text, start, "upgrade") ? UPGRADE : named(text, start, "trailer") ? HOP : OTHER;
+    case 10: return named(text, start, "connection") ? CONNECTION : named(text, start, "keep-alive") ? KEEP_ALIVE : OTHER;
+    case 14: return named(text, start, "content-length") ? CONTENT_LENGTH : OTHER;
+    case 16: return named(text, start, "proxy-connection") ? HOP : OTHER;
+    case 17: return named(text, start, "transfer-encoding") ? TRANSFER_ENCODING : OTHER;
+    default: return OTHER;
+  }
+}
+
+/** True when text at `start` spells `lower` (letters and '-'), ignoring the case of letters; the name is known to be a token. */
+function named(text: string, start: number, lower: string): boolean {
+  for (let k = 0; k < lower.length; k++) if ((text.charCodeAt(start + k) | 0x20) !== lower.charCodeAt(k)) return false;
+  return true;
+}
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
 }
 
 // States of the chunked decoder.

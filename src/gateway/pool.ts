@@ -37,18 +37,19 @@ export interface PoolOptions extends UpstreamTimeouts {
  */
 export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdle: 32, idle: 30_000, response: 300_000, maxOpen: 64, maxWaiting: 64, waitMs: 10_000 };
 
-/** Receives a connection to use, or null: turned away (the cap's queue is full, the wait ran out, the route went). */
-export type Take = (upstream: Upstream | null) => void;
+/** A request that asks a pool for a connection. */
+export interface PoolClient {
+  /** Receives a connection to use, or null: turned away (the cap's queue is full, the wait ran out, the route went). */
+  take(upstream: Upstream | null): void;
+}
 
 /** A request waiting for a connection at the cap. */
 interface Waiter {
-  take: Take;
+  client: PoolClient;
   /** It needs a new connection (an upgrade), not a reused one. */
   fresh: boolean;
   since: number;
 }
-
-const NOTHING_TO_WITHDRAW = (): void => {};
 
 /** Connections to one app socket. */
 export class RoutePool implements UpstreamOwner {
@@ -85,39 +86,40 @@ export class RoutePool implements UpstreamOwner {
   }
 
   /**
-   * Hands `take` a connection: an idle one (unless `fresh`), a new one, or at
-   * the cap the next one freed, in order of asking; or null when the queue is
-   * full, the wait ran out or the route went. Returns a function that
-   * withdraws a request still waiting (its browser went away).
+   * Hands `client` a connection: an idle one (unless `fresh`), a new one, or
+   * at the cap the next one freed, in order of asking; or null when the queue
+   * is full, the wait ran out or the route went. A client still waiting is
+   * taken out of the queue with {@link withdraw}.
    */
-  lease(take: Take, fresh = false): () => void {
+  lease(client: PoolClient, fresh = false): void {
     if (!fresh) {
       const upstream = this.#idle?.pop();
       if (upstream !== undefined) {
         this.#stats.upstreamReuses++;
-        take(upstream);
-        return NOTHING_TO_WITHDRAW;
+        return client.take(upstream);
       }
     }
-    if (this.#closed || !this.#atCap()) {
-      take(this.connect());
-      return NOTHING_TO_WITHDRAW;
-    }
-    if (this.#waiting.length >= this.#options.maxWaiting) {
-      take(null);
-      return NOTHING_TO_WITHDRAW;
-    }
-    const waiter: Waiter = { take, fresh, since: clock.now };
-    this.#waiting.push(waiter);
+    if (this.#closed || !this.#atCap()) return client.take(this.connect(fresh));
+    if (this.#waiting.length >= this.#options.maxWaiting) return client.take(null);
+    this.#waiting.push({ client, fresh, since: clock.now });
     this.#stopSweep ??= everySecond((now) => this.#expire(now));
-    return () => this.#withdraw(waiter);
   }
 
-  /** A new connection, never a reused one, whatever the cap (a retry of a request that already held a slot). */
-  connect(): Upstream {
+  /** Takes `client` out of the queue if it waits there (its browser went away); safe to call when it does not. */
+  withdraw(client: PoolClient): void {
+    if (this.#waiting.length === 0) return;
+    const i = this.#waiting.findIndex((w) => w.client === client);
+    if (i !== -1) this.#withdraw(this.#waiting[i]);
+  }
+
+  /**
+   * A new connection, never a reused one, whatever the cap (a retry of a
+   * request that already held a slot); `upgrade` for an upgrade request.
+   */
+  connect(upgrade = false): Upstream {
     this.#stats.upstreamConnects++;
     this.#stats.upstreamOpen++;
-    const upstream = new Upstream(this.path, this, this.#options);
+    const upstream = new Upstream(this.path, this, this.#options, upgrade);
     (this.#open ??= new Set()).add(upstream);
     return upstream;
   }
@@ -133,7 +135,7 @@ export class RoutePool implements UpstreamOwner {
       }
       this.#withdraw(next);
       this.#stats.upstreamReuses++;
-      next.take(upstream);
+      next.client.take(upstream);
       return;
     }
     const idle = (this.#idle ??= []);
@@ -177,7 +179,7 @@ export class RoutePool implements UpstreamOwner {
     this.#closed = true;
     for (const waiter of [...this.#waiting]) {
       this.#withdraw(waiter);
-      waiter.take(null);
+      waiter.client.take(null);
     }
     for (const upstream of this.#idle?.splice(0) ?? []) upstream.destroy();
   }
@@ -205,7 +207,7 @@ export class RoutePool implements UpstreamOwner {
       while (this.#waiting.length > 0 && !this.#closed && !this.#atCap()) {
         const waiter = this.#waiting[0];
         this.#withdraw(waiter);
-        waiter.take(this.connect());
+        waiter.client.take(this.connect(waiter.fresh));
       }
     });
   }
@@ -224,7 +226,7 @@ export class RoutePool implements UpstreamOwner {
     for (const waiter of [...this.#waiting]) {
       if (now - waiter.since < this.#options.waitMs) break;
       this.#withdraw(waiter);
-      waiter.take(null);
+      waiter.client.take(null);
     }
   }
 }

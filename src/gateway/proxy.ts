@@ -8,15 +8,16 @@
  * @module
  */
 import type { Logger } from "../lib/log.ts";
+import { noteUse } from "./activity.ts";
 import { logAppFailure } from "./failure_log.ts";
 import { appBusyPage } from "./pages.ts";
-import type { BodySink, BrowserConnection } from "./connection.ts";
+import type { Answering, BodySink, BrowserConnection } from "./connection.ts";
 import type { ResponseHead } from "./http1.ts";
+import type { PoolClient } from "./pool.ts";
 import type { RequestHead } from "./request_head.ts";
 import { hasBody } from "./request_head.ts";
 import type { Route } from "./routes.ts";
 import type { Stats } from "./stats.ts";
-import { clock } from "../lib/sweeper.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
 
 /** Shared state of the forwarding code. */
@@ -39,11 +40,11 @@ const CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
  * when it is silent too long, 503 when it has all the connections it may.
  */
 export function forwardRequest(ctx: ProxyContext, route: Route, conn: BrowserConnection, request: RequestHead, head: string): void {
-  const exchange = new Exchange(ctx, route, conn, request, head);
-  exchange.withdraw = route.pool.lease((upstream) => exchange.take(upstream));
+  route.pool.lease(new Exchange(ctx, route, conn, request, head));
 }
 
-class Exchange implements ExchangeHandler, BodySink {
+/** One request and its response: the pool's client, the upstream's handler and the browser body's sink, in one object. */
+class Exchange implements ExchangeHandler, BodySink, PoolClient, Answering {
   #ctx: ProxyContext;
   #route: Route;
   #conn: BrowserConnection;
@@ -58,8 +59,8 @@ class Exchange implements ExchangeHandler, BodySink {
   /** The response head, held back to leave in one write with the first body bytes of the same read. */
   #pendingHead: string | null = null;
   #bodyEnded: boolean;
-  /** Withdraws the request from the pool's queue, while it waits there for a connection. */
-  withdraw: () => void = () => {};
+  /** The drain listener, made only when the browser reads slowly. */
+  #onDrain: (() => void) | null = null;
 
   constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection, request: RequestHead, head: string) {
     this.#ctx = ctx;
@@ -68,7 +69,7 @@ class Exchange implements ExchangeHandler, BodySink {
     this.#request = request;
     this.#head = head;
     this.#bodyEnded = !hasBody(request);
-    conn.onAbort = () => this.#onBrowserGone();
+    conn.answering = this;
   }
 
   /** The pool's answer: a connection to send the request on, or null (the app is at its cap: 503). */
@@ -98,7 +99,7 @@ class Exchange implements ExchangeHandler, BodySink {
   // BodySink: the request body, raw, to the app.
   data(chunk: Buffer): boolean {
     if (this.#done || this.#upstream === null) return true;
-    this.#route.lastActivity = clock.now;
+    noteUse(this.#route);
     return this.#upstream.write(chunk);
   }
 
@@ -123,7 +124,7 @@ class Exchange implements ExchangeHandler, BodySink {
     this.#started = true;
     const conn = this.#conn;
     const http11 = this.#request.http11;
-    let text = `HTTP/1.1 ${head.status} ${head.reason}\r\n` + head.fields;
+    let text = head.head;
     if (head.framing === "chunked" || head.framing === "close") {
       // Without a length, an HTTP/1.1 browser gets chunks; an HTTP/1.0 one gets the end of the connection.
       if (http11) {
@@ -151,12 +152,8 @@ class Exchange implements ExchangeHandler, BodySink {
       ok = conn.writeFramed(size, chunk, tail);
     }
     if (!ok && !this.#waitingDrain) {
-      const socket = conn.socket;
       this.#waitingDrain = true;
-      socket.once("drain", () => {
-        this.#waitingDrain = false;
-        this.#upstream?.resume();
-      });
+      conn.socket.once("drain", this.#onDrain ??= () => this.#drained());
     }
     return ok;
   }
@@ -200,12 +197,19 @@ class Exchange implements ExchangeHandler, BodySink {
     this.#conn.sendPage(code === "ETIMEDOUT" ? 504 : 502);
   }
 
-  #onBrowserGone(): void {
+  /** The browser drained what was written: the app's response may flow again. */
+  #drained(): void {
+    this.#waitingDrain = false;
+    this.#upstream?.resume();
+  }
+
+  browserGone(): void {
     if (this.#done) return;
     this.#done = true;
-    this.withdraw();
+    this.#route.pool.withdraw(this);
     const upstream = this.#upstream;
     this.#upstream = null;
     upstream?.destroy();
   }
 }
+

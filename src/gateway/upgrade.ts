@@ -9,15 +9,15 @@
  * @module
  */
 import type { Socket } from "node:net";
-import type { BrowserConnection } from "./connection.ts";
+import { noteTunnelUse, WebSocketActivity } from "./activity.ts";
+import type { Answering, BrowserConnection } from "./connection.ts";
 import { logAppFailure } from "./failure_log.ts";
 import { appBusyPage } from "./pages.ts";
 import type { ResponseHead } from "./http1.ts";
+import type { PoolClient } from "./pool.ts";
 import type { ProxyContext } from "./proxy.ts";
 import type { Route } from "./routes.ts";
-import { clock } from "../lib/sweeper.ts";
 import type { ExchangeHandler, Upstream } from "./upstream.ts";
-import { WebSocketActivity } from "./ws_activity.ts";
 
 /** How often an idle tunnel's browser side is probed with TCP keep-alive, in ms. */
 const KEEPALIVE_MS = 60_000;
@@ -26,44 +26,44 @@ const HALF_CLOSED_MS = 10_000;
 
 /** Sends an authorized upgrade request (head rewritten for the app) to `route`, and relays what follows. */
 export function forwardUpgrade(ctx: ProxyContext, route: Route, conn: BrowserConnection, method: string, head: string): void {
-  const exchange = new UpgradeExchange(ctx, route, conn);
-  exchange.withdraw = route.pool.lease((upstream) => exchange.take(upstream, method, head), true);
+  route.pool.lease(new UpgradeExchange(ctx, route, conn, method, head), true);
 }
 
-class UpgradeExchange implements ExchangeHandler {
+class UpgradeExchange implements ExchangeHandler, PoolClient, Answering {
   #ctx: ProxyContext;
   #route: Route;
   #conn: BrowserConnection;
+  #method: string;
+  #head: string;
   #upstream: Upstream | null = null;
   #done = false;
   #waitingDrain = false;
-  /** Withdraws the upgrade from the pool's queue, while it waits there for a connection. */
-  withdraw: () => void = () => {};
 
-  constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection) {
+  constructor(ctx: ProxyContext, route: Route, conn: BrowserConnection, method: string, head: string) {
     this.#ctx = ctx;
     this.#route = route;
     this.#conn = conn;
-    conn.onAbort = () => this.#abort();
+    this.#method = method;
+    this.#head = head;
+    conn.answering = this;
     // Whatever answer comes, this browser connection will not carry another HTTP request.
     conn.closeAfterResponse();
   }
 
   /** The pool's answer: a new connection for the handshake, or null (the app is at its cap: 503). */
-  take(upstream: Upstream | null, method: string, head: string): void {
+  take(upstream: Upstream | null): void {
     if (this.#done) {
       upstream?.destroy();
       return;
     }
-    if (upstream !== null) return this.start(upstream, method, head);
-    this.#done = true;
-    this.#ctx.stats.appBusy++;
-    this.#conn.sendPage(503, true, appBusyPage());
-  }
-
-  start(upstream: Upstream, method: string, head: string): void {
+    if (upstream === null) {
+      this.#done = true;
+      this.#ctx.stats.appBusy++;
+      this.#conn.sendPage(503, true, appBusyPage());
+      return;
+    }
     this.#upstream = upstream;
-    upstream.request(head, method, this, true);
+    upstream.request(this.#head, this.#method, this, true);
     upstream.endRequest();
   }
 
@@ -99,12 +99,10 @@ class UpgradeExchange implements ExchangeHandler {
     if (typeof client.setKeepAlive === "function") client.setKeepAlive(true, KEEPALIVE_MS);
     client.write(responseHead(head, `Connection: Upgrade\r\nUpgrade: ${head.upgrade ?? ""}\r\n`), "latin1");
     if (rest.length > 0) client.write(rest);
-    // What the browser sends is its activity, except a websocket's control frames (pings keep idle tabs open).
+    // What the browser sends is its use of the app, except a websocket's control frames (pings keep idle tabs open).
     const route = this.#route;
     const frames = /^websocket$/i.test(head.upgrade ?? "") ? new WebSocketActivity() : null;
-    const noteActivity = (chunk: Buffer): void => {
-      if (frames === null || frames.scan(chunk)) route.lastActivity = clock.now;
-    };
+    const noteActivity = (chunk: Buffer): void => noteTunnelUse(route, frames, chunk);
     // Bytes the browser sent right after its handshake belong to the new protocol: the app gets them now.
     if (early.length > 0) {
       noteActivity(early);
@@ -155,10 +153,10 @@ class UpgradeExchange implements ExchangeHandler {
     this.#conn.sendPage((err as NodeJS.ErrnoException).code === "ETIMEDOUT" ? 504 : 502, true);
   }
 
-  #abort(): void {
+  browserGone(): void {
     if (this.#done) return;
     this.#done = true;
-    this.withdraw();
+    this.#route.pool.withdraw(this);
     this.#upstream?.destroy();
     this.#upstream = null;
   }
@@ -166,5 +164,5 @@ class UpgradeExchange implements ExchangeHandler {
 
 /** A response head for a raw socket: status line, the app's end-to-end fields, then `extra` field lines. */
 function responseHead(head: ResponseHead, extra: string): string {
-  return `HTTP/1.1 ${head.status} ${head.reason}\r\n${head.fields}${extra}\r\n`;
+  return head.head + extra + "\r\n";
 }

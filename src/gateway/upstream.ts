@@ -4,19 +4,31 @@
  * body to an {@link ExchangeHandler} with backpressure, and hands itself back to
  * its pool when the connection can carry another request.
  *
- * Listeners are bound once per connection, not per request.
+ * Listeners are bound once per connection, not per request. Reads bypass
+ * the socket's stream machinery (net's `onread`): a response's bytes go
+ * straight to the parser, without a stream event and a deferred read-ahead
+ * per read. Heads and small responses are read into one buffer that all app
+ * connections share, since nothing of them is kept past the read (see
+ * {@link SHARED_VIEW_LIMIT}); a body that takes more reads is read into
+ * buffers of its own, which the browser's socket may keep queued. A
+ * connection for an upgrade request streams as usual, as it becomes a
+ * tunnel.
  *
  * @module
  */
-import { connect, type Socket } from "node:net";
+import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { clock, everySecond } from "../lib/sweeper.ts";
-import { BadResponseError, ChunkedDecoder, MAX_RESPONSE_HEAD, parseResponseHead, type Framing, type ResponseHead } from "./http1.ts";
+import { BadResponseError, UpstreamError } from "../lib/errors.ts";
+import { ChunkedDecoder, headText, MAX_RESPONSE_HEAD, parseResponseHead, type Framing, type ResponseHead } from "./http1.ts";
 
 /** What a request in flight is told about its response. */
 export interface ExchangeHandler {
   /** The response head arrived (1xx interim responses are skipped). */
   onResponseHead(head: ResponseHead): void;
-  /** Body bytes; return false to stop reading until {@link Upstream.resume}. */
+  /**
+   * Body bytes, valid only during the call when at most {@link SHARED_VIEW_LIMIT}
+   * long; return false to stop reading until {@link Upstream.resume}.
+   */
   onResponseData(chunk: Buffer): boolean;
   /** The body ended. */
   onResponseEnd(): void;
@@ -45,18 +57,21 @@ export interface UpstreamOwner {
   forget(upstream: Upstream): void;
 }
 
-/** A connection failure with an errno-like code: ETIMEDOUT, EEMPTY, ... */
-export class UpstreamError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = "UpstreamError";
-    this.code = code;
-  }
-}
-
 const HEAD = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2, BODY_CLOSE = 3, IDLE = 4;
-const CRLFCRLF = Buffer.from("\r\n\r\n");
+
+/** Bytes of one read from an app socket. */
+const READ_SIZE = 64 * 1024;
+
+/**
+ * Response body chunks of at most this many bytes may be views into the
+ * read buffer that app connections share, valid only during
+ * `onResponseData`: a handler copies what it keeps of them. Larger chunks
+ * are the handler's to keep.
+ */
+export const SHARED_VIEW_LIMIT = 16 * 1024;
+
+/** The buffer app connections read into while nothing they read is kept past the read. */
+const sharedRead = Buffer.allocUnsafeSlow(READ_SIZE);
 
 /** Time-outs of an upstream connection, in ms. */
 export interface UpstreamTimeouts {
@@ -88,16 +103,24 @@ export class Upstream {
   /** Coarse time of the last byte from the app, or of the request. */
   #lastActive = clock.now;
   #sink = (data: Buffer): void => this.#deliver(data);
+  /** The buffer the current read landed in: the shared one, or one of this connection's own. */
+  #readInto: Buffer | null = null;
 
-  constructor(path: string, owner: UpstreamOwner, timeouts: UpstreamTimeouts) {
+  /** Opens a connection to `path`; `streaming` for an upgrade request, whose connection may become a tunnel. */
+  constructor(path: string, owner: UpstreamOwner, timeouts: UpstreamTimeouts, streaming = false) {
     this.#owner = owner;
     this.#timeouts = timeouts;
     this.#idleMs = timeouts.idle;
     // An upload is relayed a browser read (up to 64 KiB) at a time, without a pause inside each
     // (a Duplex option that Socket passes on, missing from @types/node's connect options).
-    const options = { path, writableHighWaterMark: 64 * 1024 };
-    this.socket = connect(options);
-    this.socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    this.socket = streaming
+      ? connect({ path, writableHighWaterMark: 64 * 1024 } as NetConnectOpts)
+      : connect({
+        path,
+        writableHighWaterMark: 64 * 1024,
+        onread: { buffer: () => this.#nextReadBuffer(), callback: (size: number, buf: Uint8Array): boolean => this.#onRead(size, buf as Buffer) },
+      } as NetConnectOpts);
+    if (streaming) this.socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     this.socket.on("end", () => this.#onEnd());
     this.socket.on("error", (err) => this.#fail(err));
     this.socket.on("close", () => this.#onClose());
@@ -177,6 +200,20 @@ export class Upstream {
     this.#lastActive = clock.now;
   }
 
+  /** Where the next read goes: a buffer of this connection's own while a body takes more reads, else the shared one. */
+  #nextReadBuffer(): Buffer {
+    const bulk = this.#handler !== null && this.#phase !== HEAD && this.#phase !== IDLE;
+    return bulk ? Buffer.allocUnsafeSlow(READ_SIZE) : sharedRead;
+  }
+
+  /** A read (net's `onread`): `size` bytes at the start of `buf`. Reading goes on unless paused (backpressure pauses the socket). */
+  #onRead(size: number, buf: Buffer): boolean {
+    this.#readInto = buf;
+    this.#onData(buf.subarray(0, size));
+    this.#readInto = null;
+    return true;
+  }
+
   #onData(chunk: Buffer): void {
     const handler = this.#handler;
     if (handler === null) {
@@ -231,16 +268,17 @@ export class Upstream {
   #readHead(chunk: Buffer, offset: number): number {
     const prior = this.#head;
     const buf = prior === null ? (offset === 0 ? chunk : chunk.subarray(offset)) : Buffer.concat([prior, chunk.subarray(offset)]);
-    const searchFrom = prior === null ? 0 : Math.max(0, prior.length - 3);
-    const end = buf.indexOf(CRLFCRLF, searchFrom);
-    if (end === -1) {
+    const text = headText(buf, 0, prior === null ? 0 : Math.max(0, prior.length - 3));
+    if (text === null) {
       if (buf.length > MAX_RESPONSE_HEAD) throw new BadResponseError(`response head larger than ${MAX_RESPONSE_HEAD} bytes`);
-      this.#head = buf;
+      // The next read may overwrite the shared buffer: a part of a head waits in a copy.
+      this.#head = prior === null && this.#readInto === sharedRead ? Buffer.from(buf) : buf;
       return chunk.length;
     }
+    const end = text.length;
     this.#head = null;
     const used = end + 4 - (prior === null ? 0 : prior.length);
-    const head = parseResponseHead(buf.toString("latin1", 0, end), this.#method);
+    const head = parseResponseHead(text, this.#method);
     if (head.status === 101 && this.#upgrade) {
       this.#handOver(head, buf.subarray(end + 4));
       return chunk.length;
@@ -294,7 +332,9 @@ export class Upstream {
 
   #deliver(data: Buffer): void {
     if (data.length === 0) return;
-    if (this.#handler !== null && !this.#handler.onResponseData(data)) this.socket.pause();
+    // A large chunk of the shared buffer is copied, so that the handler may keep it (see SHARED_VIEW_LIMIT).
+    const chunk = data.length > SHARED_VIEW_LIMIT && this.#readInto === sharedRead ? Buffer.from(data) : data;
+    if (this.#handler !== null && !this.#handler.onResponseData(chunk)) this.socket.pause();
   }
 
   /** The response body is complete; `extra`: bytes followed it. */

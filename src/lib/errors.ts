@@ -64,6 +64,31 @@ export class RegistrationRefused extends ConductorError {
   }
 }
 
+/** An app connection failed, with an errno-like code: ETIMEDOUT, EEMPTY, ... */
+export class UpstreamError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "UpstreamError";
+    this.code = code;
+  }
+}
+
+/** A response from an app that cannot be forwarded. */
+export class BadResponseError extends Error {
+  constructor(reason: string) {
+    super(`Cannot forward response from app: ${reason}`);
+    this.name = "BadResponseError";
+  }
+}
+
+/** The gateway closed the control connection before it sent the line awaited. */
+export class ControlClosed extends ConductorError {
+  constructor(what: string) {
+    super("CONDUCTOR_ERR_PROTOCOL", `Cannot register: the gateway closed the control connection before sending ${what}`);
+  }
+}
+
 /** True when `err` is a Node system error with the given errno code (`ENOENT`, …). */
 export function isErrno(err: unknown, code: string): boolean {
   return typeof err === "object" && err !== null && (err as NodeJS.ErrnoException).code === code;

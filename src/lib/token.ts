@@ -1,10 +1,12 @@
 /**
- * Route tokens: generation, the wire hash (hex blake2b-512, as Python's
- * `hashlib.blake2b().hexdigest()`), and constant-time comparison.
+ * Route tokens, what the client and the gateway share: generation, the
+ * wire hash (hex blake2b-512, as Python's `hashlib.blake2b().hexdigest()`),
+ * and what a cookie can carry. The gateway's check of a browser's cookie is
+ * in `gateway/auth.ts`.
  *
  * @module
  */
-import { createHash, randomInt, timingSafeEqual } from "node:crypto";
+import { createHash, randomInt } from "node:crypto";
 
 const TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -35,22 +37,4 @@ export function tokenProblem(token: string): string | null {
 /** Hex blake2b-512 of a token: what the client sends as `auth` and the gateway stores. */
 export function hashToken(token: string): string {
   return createHash("blake2b512").update(token, "utf8").digest("hex");
-}
-
-/** Digests of recently seen tokens: browsers send the same cookie on every request. */
-const digests = new Map<string, Buffer>();
-const DIGEST_CACHE_ENTRIES = 4096;
-const DIGEST_CACHE_TOKEN_LENGTH = 256;
-
-/** True when `token` hashes to `hash` (64 raw bytes); constant time in the hash comparison. */
-export function tokenMatches(token: string, hash: Buffer): boolean {
-  let digest = digests.get(token);
-  if (digest === undefined) {
-    digest = createHash("blake2b512").update(token, "utf8").digest();
-    if (token.length <= DIGEST_CACHE_TOKEN_LENGTH) {
-      if (digests.size >= DIGEST_CACHE_ENTRIES) digests.clear();
-      digests.set(token, digest);
-    }
-  }
-  return digest.length === hash.length && timingSafeEqual(digest, hash);
 }

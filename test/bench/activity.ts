@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { WebSocketActivity } from "../../src/gateway/ws_activity.ts";
+import { WebSocketActivity } from "../../src/gateway/activity.ts";
 
 /** ns per 64-byte masked browser message given to the frame-header reader (median of 5 runs of 1 M). */
 export function frameScanNs(): number {

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -28,6 +28,7 @@ import { builtinLoad, sampleLatency, websocketEchoRate, type Target } from "./lo
 import { controlPlaneRows } from "./control_plane.ts";
 import { rateAndCpu, type LoadRun } from "./cpu.ts";
 import { frameScanNs } from "./activity.ts";
+import { alternate, compare, hotPathRows } from "./hot_path.ts";
 import { adoptionRows, idleRows, raiseFileLimit, scaleRows } from "./scale.ts";
 import { streamRows } from "./streams.ts";
 import { hasWrk, postScript, runWrk } from "./wrk.ts";
@@ -54,6 +55,10 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const only = values.only ? new Set(values.only.split(",")) : null;
 const wanted = (section: string): boolean => only === null || only.has(section);
+if (only !== null && values.write) {
+  process.stderr.write("bench: --write records the whole table in RESULTS.md; run it without --only\n");
+  process.exit(2);
+}
 
 const cleanups: Array<() => unknown> = [];
 const cleanup: Cleanup = { after: (fn) => { cleanups.push(fn); } };
@@ -85,19 +90,15 @@ export async function paired(a: () => Promise<number>, b: () => Promise<number>)
 
 /** As {@link paired}, for runs that report several measures at once (a rate and its CPU): one {@link Paired} per measure. */
 export async function pairedMany(a: () => Promise<number[]>, b: () => Promise<number[]>): Promise<Paired[]> {
-  const runs: Array<[number[], number[]]> = [];
-  for (let i = 0; i < rounds; i++) runs.push([await a(), await b()]);
-  return runs[0][0].map((_, k) => {
-    const as = runs.map(([x]) => x[k]), bs = runs.map(([, y]) => y[k]), ratios = runs.map(([x, y]) => x[k] / y[k]);
-    return { a: median(as), b: median(bs), ratio: median(ratios), spread: `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}` };
-  });
+  const runs = await alternate([a, b], rounds);
+  return runs[0][0].map((_, k) => compare(runs, 0, 1, k));
 }
 
 /** Requests per second of GET `path` at `target` with 32 connections (wrk, or the built-in loader). */
 async function rps(url: string, target: Target, path: string): Promise<number> {
   if (!hasWrk) return builtinLoad(target, path, 32, seconds);
   const r = await runWrk({ url: url + path, headers: { Host: target.host, Cookie: target.cookie ?? "" }, seconds });
-  if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}${path}`);
+  if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}${path} (${r.errorText})`);
   return r.requestsPerSec;
 }
 
@@ -157,25 +158,22 @@ async function throughputRows(rows: Row[]): Promise<Chain> {
       const run = (pid: number, url: string, options: { connections?: number; script?: string; perRequest?: number } = {}) => async (): Promise<number[]> =>
         rateAndCpu(pid, async (): Promise<LoadRun> => {
           const r = await runWrk({ url, headers, seconds, connections: options.connections, script: options.script });
-          if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url}`);
+          if (r.errors > 0) throw new Error(`wrk saw ${r.errors} errors on ${url} (${r.errorText})`);
           return { rate: r.requestsPerSec * (options.perRequest ?? 1), requests: r.requests };
         });
-      // CPU per request first: the figure a shared machine's noise moves least.
-      const [small, smallCpu] = await pairedMany(run(chain.gateway.pid, `${gw}/hello`), run(nginx.process.pid, `${ng}/hello`));
-      rows.push({ measure: "0. µs of CPU per small request, the proxy alone (gateway; nginx master and workers)", conductor: fmt(smallCpu.a, 1),
-        reference: `${fmt(smallCpu.b, 1)} (nginx, same headers)`, ratio: `${smallCpu.ratio.toFixed(2)} (${smallCpu.spread})`, target: "≤ 1.3" });
       // Node's own floor: a bare relay of the same bytes through net.Socket, with no HTTP at all.
       const relayPort = await freePort();
       const relay = startProcess(cleanup, process.execPath, [fixture("relay"), String(relayPort), chain.forwardedSocket]);
       await relay.waitForLine((l) => l === "listening", 15_000);
-      const [, relayCpu] = await pairedMany(run(relay.pid, `http://127.0.0.1:${relayPort}/hello`), run(nginx.process.pid, `${ng}/hello`));
-      rows.push({ measure: "0b. the same for a bare Node relay of the bytes (net.Socket pipes, no HTTP): Node's floor", conductor: fmt(relayCpu.a, 1),
-        reference: `${fmt(relayCpu.b, 1)} (nginx, same headers)`, ratio: `${relayCpu.ratio.toFixed(2)} (${relayCpu.spread})`, target: "" });
-      rows.push({ measure: "1. requests/s, small responses, 32 connections, through the SSH tunnel", conductor: fmt(small.a), reference: `${fmt(small.b)} (nginx, same headers)`, ratio: `${small.ratio.toFixed(2)} (${small.spread})`, target: "≥ 0.95" });
       const minimalPort = await freePort();
       const minimal = await startNginx(cleanup, nginxMinimal(chain.forwardedSocket, minimalPort));
-      const [bare] = await pairedMany(run(chain.gateway.pid, `${gw}/hello`), run(minimal.process.pid, `http://127.0.0.1:${minimalPort}/hello`));
-      rows.push({ measure: "1b. the same against a minimal nginx (proxy_pass and upstream keep-alive only, no X-Forwarded fields)", conductor: fmt(bare.a), reference: `${fmt(bare.b)} (nginx, minimal)`, ratio: `${bare.ratio.toFixed(2)} (${bare.spread})`, target: "≥ 0.9" });
+      rows.push(...await hotPathRows({
+        gateway: { pid: chain.gateway.pid, url: gw },
+        relay: { pid: relay.pid, url: `http://127.0.0.1:${relayPort}` },
+        nginx: { pid: nginx.process.pid, url: ng },
+        minimal: { pid: minimal.process.pid, url: `http://127.0.0.1:${minimalPort}` },
+        host: chain.host, cookie: chain.cookie, seconds, rounds,
+      }));
       const mib = 1024 * 1024;
       const download = { connections: 8, perRequest: 1 };
       const [big, bigCpu] = await pairedMany(run(chain.gateway.pid, `${gw}/bytes?n=${mib}`, download), run(nginx.process.pid, `${ng}/bytes?n=${mib}`, download));
@@ -284,14 +282,19 @@ function renderTable(rows: Row[]): string {
   return out;
 }
 
+/** Heading of the hand-written notes that follow the table in RESULTS.md, kept when the table is rewritten. */
+const NOTES = "\n## Notes\n";
+
 function writeResults(table: string): void {
   const path = join(repoRoot, "test", "bench", "RESULTS.md");
+  const old = existsSync(path) ? readFileSync(path, "utf8") : "";
+  const notes = old.includes(NOTES) ? old.slice(old.indexOf(NOTES)) : "";
   const date = new Date().toISOString().slice(0, 10);
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   const text = `# Benchmark results\n\nLatest figures of \`npm run bench\` (${rounds} rounds of ${seconds} s, medians), on ${date}, ` +
     `on a ${cpus().length}-core machine (${cpu}) with Node ${process.version}.\n\n` +
     "These figures come from a shared, noisy machine where the load generator, the gateway, ssh, sshd, nginx and the app " +
-    "all share the same cores: compare the ratios, measured in the same run, not the absolute numbers.\n\n" + table;
+    "all share the same cores: compare the ratios, measured in the same run, not the absolute numbers.\n\n" + table + notes;
   writeFileSync(path, text);
   process.stderr.write(`bench: wrote ${path}\n`);
 }

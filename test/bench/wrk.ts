@@ -16,6 +16,8 @@ export interface WrkResult {
   /** Transfer rate in bytes per second (wrk's Transfer/sec). */
   bytesPerSec: number;
   errors: number;
+  /** wrk's own lines about them ("Socket errors: …", "Non-2xx …"), for a message. */
+  errorText: string;
   requests: number;
 }
 
@@ -51,6 +53,7 @@ export function runWrk(run: WrkRun): Promise<WrkResult> {
         bytesPerSec: Number(transfer[1]) * unit,
         requests: Number(total[1]),
         errors: (non2xx ? Number(non2xx[1]) : 0) + (sockErr ? sockErr.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
+        errorText: [sockErr?.[0], non2xx?.[0]].filter(Boolean).join("; "),
       });
     });
   });

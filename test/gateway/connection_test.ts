@@ -65,6 +65,31 @@ describe("browser connections", () => {
     assert.ok(ms > 0, "the connection is closed");
   });
 
+  it("stops reading what a refused browser keeps sending after a bounded amount", async () => {
+    const written = await new Promise<number>((resolve) => {
+      // Like a browser uploading, it goes on sending after the answer and the gateway's end of sending.
+      const socket = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      const chunk = Buffer.alloc(64 * 1024, 0x78);
+      let total = 0;
+      let closed = false;
+      socket.on("data", () => {});
+      socket.on("error", () => {});
+      socket.on("close", () => { closed = true; resolve(total); });
+      const pump = (): void => {
+        while (!closed && total < 64 * 1024 * 1024) {
+          total += chunk.length;
+          if (!socket.write(chunk)) return void socket.once("drain", pump);
+        }
+        if (!closed) {
+          resolve(total);
+          socket.destroy();
+        }
+      };
+      socket.write("BAD REQUEST\r\n\r\n", pump);
+    });
+    assert.ok(written < 64 * 1024 * 1024, "the gateway closed the connection before the browser had sent 64 MiB of it");
+  });
+
   it("counts empty lines before a request against the head time limit (regression)", async () => {
     const ms = await closedAfter(port, "\r\n", "\r\n", 300, 30_000);
     assert.ok(ms > 0, "the connection is closed although empty lines keep coming");

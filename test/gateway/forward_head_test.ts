@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { browserUsedTls, buildForwardHead } from "../../src/gateway/forward_head.ts";
+import { browserUsedTls } from "../../src/gateway/auth.ts";
+import { buildForwardHead, forwardedFacts } from "../../src/gateway/forward_head.ts";
 import { isRefusal, parseRequestHead, type RequestHead } from "../../src/gateway/request_head.ts";
 
 function head(...fields: string[]): RequestHead {
@@ -26,11 +27,11 @@ test("browserUsedTls() trusts X-Forwarded-Proto only behind a trusted proxy", ()
 
 test("buildForwardHead() passes a browser's own proxy claims to the app only from a trusted proxy", () => {
   const request = head("Forwarded: for=10.0.0.1;proto=https", "X-Real-IP: 10.0.0.1", "X-Forwarded-For: 10.0.0.2", "X-Forwarded-Proto: https");
-  const direct = buildForwardHead(request, { clientAddress: "192.0.2.7", proto: "http", trustForwarded: false }, false).head;
+  const direct = buildForwardHead(request, forwardedFacts("192.0.2.7", "http", false), false);
   assert.doesNotMatch(direct, /10\.0\.0\./, "nothing the browser claimed reaches the app");
   assert.match(direct, /\r\nX-Forwarded-For: 192\.0\.2\.7\r\n/);
   assert.match(direct, /\r\nX-Forwarded-Proto: http\r\n/);
-  const proxied = buildForwardHead(request, { clientAddress: null, proto: "http", trustForwarded: true }, false).head;
+  const proxied = buildForwardHead(request, forwardedFacts(null, "http", true), false);
   assert.match(proxied, /\r\nForwarded: for=10\.0\.0\.1;proto=https\r\n/);
   assert.match(proxied, /\r\nX-Real-IP: 10\.0\.0\.1\r\n/);
   assert.match(proxied, /\r\nX-Forwarded-For: 10\.0\.0\.2\r\n/);

@@ -8,7 +8,7 @@ test("parseResponseHead() frames by Content-Length and drops hop-by-hop fields",
   assert.equal(head.length, 5);
   assert.equal(head.keepAlive, true);
   assert.equal(head.keepAliveTimeoutMs, 5000);
-  assert.equal(head.fields, "Content-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n");
+  assert.equal(head.head, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n");
 });
 
 test("parseResponseHead() knows bodyless responses, chunked, close-delimited and HTTP/1.0", () => {
@@ -16,12 +16,14 @@ test("parseResponseHead() knows bodyless responses, chunked, close-delimited and
   assert.equal(parseResponseHead("HTTP/1.1 304 Not Modified", "GET").framing, "none");
   const chunked = parseResponseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", "GET");
   assert.equal(chunked.framing, "chunked");
-  assert.equal(chunked.fields, "");
+  assert.equal(chunked.head, "HTTP/1.1 200 OK\r\n");
   const close = parseResponseHead("HTTP/1.1 200 OK", "GET");
   assert.equal(close.framing, "close");
   assert.equal(close.keepAlive, false);
   assert.equal(parseResponseHead("HTTP/1.0 200 OK\r\nContent-Length: 1", "GET").keepAlive, false);
-  assert.equal(parseResponseHead("HTTP/1.1 200\r\nContent-Length: 1", "GET").reason, "");
+  assert.equal(parseResponseHead("HTTP/1.1 200\r\nContent-Length: 1", "GET").head, "HTTP/1.1 200 \r\nContent-Length: 1\r\n");
+  assert.equal(parseResponseHead("HTTP/1.0 404 Gone Away\r\nContent-Length:1\r\nX-A:  b ", "GET").head, "HTTP/1.1 404 Gone Away\r\nContent-Length: 1\r\nX-A: b\r\n",
+    "the browser gets HTTP/1.1 and every field as \"name: value\"");
 });
 
 test("parseResponseHead() refuses malformed heads", () => {

@@ -11,7 +11,7 @@ import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { DEFAULT_POOL_OPTIONS, RoutePool } from "../../src/gateway/pool.ts";
+import { DEFAULT_POOL_OPTIONS, RoutePool, type PoolClient } from "../../src/gateway/pool.ts";
 import { createStats } from "../../src/gateway/stats.ts";
 import type { ExchangeHandler, Upstream } from "../../src/gateway/upstream.ts";
 import { defer } from "../helpers/cleanup.ts";
@@ -90,11 +90,12 @@ test("RoutePool.destroy() fails an exchange in the middle of its body", async (t
 /** What a lease was given: a connection, null, or nothing yet. */
 function leased(pool: RoutePool, fresh = false): { got: Promise<Upstream | null>; given: () => boolean; withdraw: () => void } {
   let given = false;
-  let withdraw = (): void => {};
+  let client: PoolClient | null = null;
   const got = new Promise<Upstream | null>((resolve) => {
-    withdraw = pool.lease((u) => { given = true; resolve(u); }, fresh);
+    client = { take: (u) => { given = true; resolve(u); } };
+    pool.lease(client, fresh);
   });
-  return { got, given: () => given, withdraw };
+  return { got, given: () => given, withdraw: () => pool.withdraw(client!) };
 }
 
 test("RoutePool at its cap: a request waits for the next connection freed and gets it; beyond the queue it is turned away at once", async (t) => {

@@ -1,17 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { generateToken, hashToken, tokenMatches, tokenProblem } from "../../src/lib/token.ts";
+import { generateToken, hashToken, tokenProblem } from "../../src/lib/token.ts";
 
 test("hashToken() equals Python's hashlib.blake2b(b'test').hexdigest()", () => {
   assert.equal(hashToken("test"),
     "a71079d42853dea26e453004338670a53814b78137ffbed07603a41d76a483aa9bc33b582f77d30a65e6f29a896c0411f38312e1d66e0bf16386c86a89bea572");
-});
-
-test("tokenMatches() accepts the token and refuses others", () => {
-  const hash = Buffer.from(hashToken("s3cret"), "hex");
-  assert.equal(tokenMatches("s3cret", hash), true);
-  assert.equal(tokenMatches("s3cret ", hash), false);
-  assert.equal(tokenMatches("", hash), false);
 });
 
 test("generateToken() gives 32 characters of [a-z0-9], different each time", () => {

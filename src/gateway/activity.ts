@@ -1,10 +1,30 @@
 /**
- * Tells browser activity from keep-alive traffic on a websocket: follows the
- * frame headers of what the browser sends (RFC 6455, section 5.2) without
- * buffering payloads, so that ping, pong and close frames do not count as use.
+ * Browser use of a route, the gateway's part of idle shutdown: what counts
+ * as use, in one place. A route's `lastActivity` moves forward here and
+ * nowhere else (a run's new registration only inherits it); the control
+ * connection reads it for `--max-idle` and for the `activity` lines that
+ * `conductor --idle-timeout` waits on.
+ *
+ * Use is what a browser sends: an authorized request head, request body
+ * bytes, and websocket data frames. Keep-alive traffic is not use: the
+ * app's own messages, and a websocket's ping, pong and close frames, which
+ * {@link WebSocketActivity} tells apart by following the frame headers of
+ * what the browser sends (RFC 6455, section 5.2) without buffering payloads.
  *
  * @module
  */
+import { clock } from "../lib/sweeper.ts";
+import type { Route } from "./routes.ts";
+
+/** Notes browser use of `route` now: an authorized request head or request body bytes. */
+export function noteUse(route: Route): void {
+  route.lastActivity = clock.now;
+}
+
+/** Notes the browser's websocket bytes `chunk` as use of `route` when they hold any part of a data frame (`frames` null: any protocol but websocket, every byte counts). */
+export function noteTunnelUse(route: Route, frames: WebSocketActivity | null, chunk: Buffer): void {
+  if (frames === null || frames.scan(chunk)) route.lastActivity = clock.now;
+}
 
 /** Reads frame headers across chunks; payload bytes are only counted past. */
 export class WebSocketActivity {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { WebSocketActivity } from "../../src/gateway/ws_activity.ts";
+import { WebSocketActivity } from "../../src/gateway/activity.ts";
 import { encodeFrame } from "../helpers/websocket.ts";
 
 const PING = 9, PONG = 10, CLOSE = 8, TEXT = 1, BINARY = 2;
