@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { needsRoot } from "../helpers/env.ts";
+import { needsRoot, repoRoot } from "../helpers/env.ts";
 import { makeRuntimeDir, startGateway } from "../helpers/gateway.ts";
 import { bin } from "../helpers/install.ts";
 import { nginxMissing, startNginx, STREAM_MODULE } from "../helpers/nginx.ts";
@@ -30,8 +30,10 @@ test("--nginx-mode site: the site's nginx, set up once with the gateway's blocks
   assert.equal(printed, ["_conductor_zones.conf", `_conductor_${range.first}.conf`, `_conductor_${range.last}.conf`].map((f) => readFileSync(join(streamDir, f), "utf8")).join("\n"),
     "--print-stream-config prints what the gateway writes");
 
-  // The site's setup, once: its stream {} block includes the gateway's files; its workers are in the gateway's group.
-  const site = await startNginx(t, `stream {\n    include ${streamDir}/_conductor_*.conf;\n}`, { user: "conductor", modules: [STREAM_MODULE] });
+  // The site's setup, once, with contrib's snippet: its stream {} block includes the gateway's files; its workers are in the gateway's group.
+  const snippet = readFileSync(join(repoRoot, "contrib", "nginx-conductor-streams.conf"), "utf8");
+  assert.ok(snippet.includes("/var/lib/conductor/streams.d/"), "contrib's snippet names the stream directory of its comments");
+  const site = await startNginx(t, snippet.replaceAll("/var/lib/conductor/streams.d/", `${streamDir}/`), { user: "conductor", modules: [STREAM_MODULE] });
   const sitePid = site.process.pid;
   const reg = await register(t, gw.controlPath, { key: "db", token: "stream-token-0123", extra: { kind: "tcp" } });
   assert.equal(reg.reply.status, "ok", JSON.stringify(reg.reply));
