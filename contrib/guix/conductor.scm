@@ -16,7 +16,7 @@
 ;;; sbin/conductor-server (which run the Node.js given here), the manual pages,
 ;;; and README.md, LICENSE and contrib/ in share/doc/conductor-VERSION/.
 ;;;
-;;; Runtime needs: Node.js 20 or later (node-lts), OpenSSH's `ssh' (the
+;;; Runtime needs: Node.js 18.19 or later (node-lts), OpenSSH's `ssh' (the
 ;;; client spawns it) and glibc's `getent' (the gateway resolves accounts
 ;;; through NSS with it; it is in the bin/ of Guix's glibc package).  The
 ;;; launchers are wrapped so that both are found even when PATH lacks them;
@@ -151,7 +151,7 @@ for \"CHECKOUT/src/mod.ts\"."
                            "child_process"))))
               (apply invoke "esbuild"
                      "--log-level=warning"
-                     "--format=esm" "--platform=node" "--target=node20"
+                     "--format=esm" "--platform=node" "--target=node18"
                      "--outbase=." "--outdir=build"
                      (append (find-files "src" "\\.ts$")
                              (filter unit-test?
@@ -225,7 +225,7 @@ for \"CHECKOUT/src/mod.ts\"."
             (lambda* (#:key tests? #:allow-other-keys)
               ;; What a user runs first, through the wrappers and the
               ;; launchers: the launchers also refuse a Node.js older than
-              ;; 20, so this fails if node-lts ever is.
+              ;; 18.19 (package.json's "engines"), so this fails if node-lts ever is.
               (define (output-of program . arguments)
                 (let* ((port (apply open-pipe* OPEN_READ
                                     (string-append #$output program)
