@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { AGENT_HELP } from "../src/agent/cli.ts";
@@ -62,9 +63,12 @@ test("conductor-server refuses a bad command line with exit status 2 and says wh
   }
 });
 
-test("conductor-server names the option whose path it cannot use, and exits 1", () => {
+test("conductor-server names the option whose path it cannot use, and exits 1", (t) => {
   const bin = join(repoRoot, "dist", "src", "bin", "conductor-server.js");
-  const state = ["--state-dir", "/nonexistent/conductor-test-state"];
+  // The gateway may create its state directory before it fails: a temporary one, removed after.
+  const stateDir = mkdtempSync(join(tmpdir(), "conductor-man-state-"));
+  t.after(() => rmSync(stateDir, { recursive: true, force: true }));
+  const state = ["--state-dir", join(stateDir, "state")];
   const cases: Array<[string[], RegExp]> = [
     [["-s", "/nonexistent/conductor-test/h.sock", "-r", "/nonexistent/conductor-test"], /Cannot listen on --sock \/nonexistent\/conductor-test\/h\.sock: \/nonexistent\/conductor-test is not a directory; create it/],
     [["-p", "0", "-b", "127.0.0.1", "-r", "/etc/passwd/run"], /Cannot use the runtime directory \/etc\/passwd\/run: ENOTDIR.*choose another with --runtime-dir/],
