@@ -5,7 +5,10 @@
  *
  * Idle connections are reused last-in first-out (the most recently used one
  * is the least likely to have been closed by the app), bounded in number and
- * closed after an idle time-out.
+ * closed after an idle time-out. Only the {@link WARM_IDLE} most recently
+ * used ones wait that long: the others, spares left by a burst that recent
+ * use no longer needs, close after {@link SPARE_IDLE_MS}, because every open
+ * SSH channel slows every request through the tunnel.
  *
  * Each connection is an SSH channel and a descriptor on both ends, so their
  * number is capped per route; requests beyond the cap wait in a short queue
@@ -17,7 +20,7 @@
 import type { Socket } from "node:net";
 import type { Stats } from "./stats.ts";
 import { clock, everySecond } from "../lib/sweeper.ts";
-import { Upstream, type UpstreamOwner, type UpstreamTimeouts } from "./upstream.ts";
+import { SPARE_IDLE_MS, Upstream, type UpstreamOwner, type UpstreamTimeouts } from "./upstream.ts";
 
 /** Settings of a {@link RoutePool}. */
 export interface PoolOptions extends UpstreamTimeouts {
@@ -36,6 +39,9 @@ export interface PoolOptions extends UpstreamTimeouts {
  * silence; 64 connections per app, as many waiting, for up to 10 s.
  */
 export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdle: 32, idle: 30_000, response: 300_000, maxOpen: 64, maxWaiting: 64, waitMs: 10_000 };
+
+/** Idle connections kept for the whole idle time-out; more are spares (see {@link SPARE_IDLE_MS}). */
+export const WARM_IDLE = 4;
 
 /** A request that asks a pool for a connection. */
 export interface PoolClient {
@@ -145,6 +151,15 @@ export class RoutePool implements UpstreamOwner {
     }
     upstream.park();
     idle.push(upstream);
+  }
+
+  /** True when `upstream` is idle below the {@link WARM_IDLE} most recently used idle connections. */
+  isSpare(upstream: Upstream): boolean {
+    const idle = this.#idle;
+    if (idle === null || idle.length <= WARM_IDLE) return false;
+    // Idle connections stand in the order they were released: the first ones have waited longest.
+    const i = idle.indexOf(upstream);
+    return i !== -1 && i < idle.length - WARM_IDLE;
   }
 
   /** Drops a connection that closed (or became a tunnel); its slot goes to the first request waiting. */

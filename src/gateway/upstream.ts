@@ -55,9 +55,19 @@ export interface UpstreamOwner {
   release(upstream: Upstream): void;
   /** The connection is gone. */
   forget(upstream: Upstream): void;
+  /** True when the idle connection is a spare: more idle connections than recent use needed are kept (see pool.ts). */
+  isSpare(upstream: Upstream): boolean;
 }
 
 const HEAD = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2, BODY_CLOSE = 3, IDLE = 4;
+
+/**
+ * How long a spare idle connection is kept, in ms. Each open connection is
+ * an SSH channel, and OpenSSH walks every channel on each wake-up on both
+ * ends of the tunnel: after a burst, 32 idle channels made every later lone
+ * request ~35 % slower until they closed (test/bench/RESULTS.md).
+ */
+export const SPARE_IDLE_MS = 5000;
 
 /** Bytes of one read from an app socket. */
 const READ_SIZE = 64 * 1024;
@@ -134,7 +144,7 @@ export class Upstream {
     const silent = now - this.#lastActive;
     if (this.#handler !== null) {
       if (silent > this.#timeouts.response) this.#fail(new UpstreamError("ETIMEDOUT", "app did not answer in time"));
-    } else if (silent > this.#idleMs) {
+    } else if (silent > this.#idleMs || (silent > SPARE_IDLE_MS && this.#owner.isSpare(this))) {
       this.socket.destroy();
     }
   }

@@ -11,9 +11,10 @@ import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { DEFAULT_POOL_OPTIONS, RoutePool, type PoolClient } from "../../src/gateway/pool.ts";
+import { DEFAULT_POOL_OPTIONS, RoutePool, WARM_IDLE, type PoolClient } from "../../src/gateway/pool.ts";
 import { createStats } from "../../src/gateway/stats.ts";
-import type { ExchangeHandler, Upstream } from "../../src/gateway/upstream.ts";
+import { SPARE_IDLE_MS, type ExchangeHandler, type Upstream } from "../../src/gateway/upstream.ts";
+import { clock } from "../../src/lib/sweeper.ts";
 import { defer } from "../helpers/cleanup.ts";
 
 /** An app that reads requests and answers `answer` (or nothing), on a fresh socket. */
@@ -57,8 +58,13 @@ function recorder(): ExchangeHandler & { ended: Promise<string> } {
   };
 }
 
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((r) => setTimeout(r, 10));
+/** Waits for `check` to hold; fails after 60 s (a guard for any machine: a hang is what some tests look for). */
+async function until(check: () => boolean, what = "the condition"): Promise<void> {
+  const limit = Date.now() + 60_000;
+  while (!check()) {
+    if (Date.now() > limit) assert.fail(`still waiting for ${what} after 60 s`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 test("RoutePool.destroy() fails an exchange waiting for its response head", async (t) => {
@@ -142,4 +148,34 @@ test("RoutePool at its cap: a request that waits longer than waitMs is turned aw
   await leased(pool).got;
   assert.equal(await leased(pool).got, null, "turned away by the once-a-second sweep");
   pool.destroy();
+});
+
+test("RoutePool after a burst: idle connections beyond the most recently used few close once unused for a while, the warm ones stay", async (t) => {
+  const app = await stallingApp(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  const pool = new RoutePool(app.path, createStats());
+  t.after(() => pool.destroy());
+  // A burst: WARM_IDLE + 3 requests at once, each on a new connection, then all of them idle, released in order.
+  const burst = WARM_IDLE + 3;
+  const upstreams = (await Promise.all(Array.from({ length: burst }, () => leased(pool).got))).map((u) => u!);
+  for (const upstream of upstreams) {
+    const done = recorder();
+    upstream.request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET", done);
+    upstream.endRequest();
+    assert.equal(await done.ended, "end");
+  }
+  assert.equal(pool.idleCount, burst, "every connection of the burst is idle in the pool");
+  // The coarse clock they were parked by (a sweep may move it by a second meanwhile: the margins allow for that).
+  const parked = clock.now;
+  const sweep = (now: number, which = upstreams): void => { for (const upstream of which) upstream.expire(now); };
+  sweep(parked + SPARE_IDLE_MS - 2000);
+  assert.equal(pool.idleCount, burst, "spares are kept for a while: a burst may come again");
+  sweep(parked + SPARE_IDLE_MS + 1000);
+  await until(() => pool.openCount === WARM_IDLE, `${WARM_IDLE} open connections`);
+  assert.equal(pool.idleCount, WARM_IDLE, "the spares closed");
+  const warm = upstreams.filter((u) => !u.socket.destroyed);
+  assert.deepEqual(warm, upstreams.slice(burst - WARM_IDLE), "the connections kept are the last released, the ones reused first");
+  sweep(parked + DEFAULT_POOL_OPTIONS.idle - 2000, warm);
+  assert.equal(pool.openCount, WARM_IDLE, "the warm ones wait for the whole idle time-out");
+  sweep(parked + DEFAULT_POOL_OPTIONS.idle + 1000, warm);
+  await until(() => pool.openCount === 0);
 });
