@@ -34,7 +34,11 @@ export interface App {
   readonly done: boolean;
   /** Resolves when the app accepts a connection on its socket; rejects if it exits first. */
   ready(pollMs?: number): Promise<void>;
-  /** SIGTERM to the whole group, SIGKILL after the grace time; resolves with the status. Safe to call twice. */
+  /**
+   * SIGTERM to the whole group, SIGKILL after the grace time; resolves with
+   * the status once the app's output has been read to its end (its last
+   * `data` events come before). Safe to call twice.
+   */
   stop(): Promise<number>;
 }
 
@@ -67,6 +71,7 @@ export function startApp(options: AppOptions): Promise<App> {
     child.once("spawn", () => {
       const pid = child.pid!;
       options.events({ state: "execute", command: options.command, pid });
+      const closed: Array<Promise<unknown>> = [];
       for (const kind of ["stdout", "stderr"] as const) {
         const decoder = new StringDecoder("utf8");
         const stream = child[kind]!;
@@ -78,7 +83,11 @@ export function startApp(options: AppOptions): Promise<App> {
           const rest = decoder.end();
           if (rest !== "") options.events({ state: "data", kind, data: rest });
         });
+        closed.push(new Promise((done) => stream.once("close", done)));
       }
+      // A process the app left outside its group may hold the output open: the wait for it is bounded.
+      const outputRead = (): Promise<unknown> =>
+        Promise.race([Promise.all(closed), new Promise((done) => setTimeout(done, OUTPUT_WAIT_MS).unref())]);
       let stopping: Promise<number> | null = null;
       resolve({
         pid,
@@ -95,13 +104,16 @@ export function startApp(options: AppOptions): Promise<App> {
           }
         },
         stop() {
-          stopping ??= terminateGroup(pid, graceMs).then(() => exited);
+          stopping ??= terminateGroup(pid, graceMs).then(outputRead).then(() => exited);
           return stopping;
         },
       });
     });
   });
 }
+
+/** Longest wait for the output of an app that has exited to be read to its end, in ms. */
+const OUTPUT_WAIT_MS = 2000;
 
 /** SIGTERM to process group `pgid`, then SIGKILL to what is left after `graceMs`; resolves when the group is empty. */
 async function terminateGroup(pgid: number, graceMs: number): Promise<void> {

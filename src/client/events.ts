@@ -41,6 +41,19 @@ export type ClientEvent =
 /** Where events go. */
 export type EventSink = (event: ClientEvent) => void;
 
+/**
+ * The sink of a run, in which `exit` is the last event: what comes after it
+ * (an SSH master that was still starting when the app ended) goes to `late`.
+ */
+export function endingAtExit(sink: EventSink, late: EventSink): EventSink {
+  let exited = false;
+  return (event) => {
+    if (exited) return late(event);
+    if (event.state === "exit") exited = true;
+    sink(event);
+  };
+}
+
 /** An event sink writing JSON lines (Python's formatting, as the original) to `write`. */
 export function jsonLinesSink(write: (line: string) => void): EventSink {
   return (event) => write(encodeLine(event as unknown as { [key: string]: Json }));

@@ -14,7 +14,7 @@ import { findService, registryDir, removeService, saveService, selfPid, type Ser
 import { clientSsh } from "../ssh/master.ts";
 import { startApp, type App } from "./app.ts";
 import type { ClientArgs } from "./cli.ts";
-import type { EventSink } from "./events.ts";
+import { endingAtExit, type EventSink } from "./events.ts";
 import type { Backoff } from "./publish.ts";
 import { keepPublished } from "./publish.ts";
 import { IdleWatch } from "./idle.ts";
@@ -41,7 +41,8 @@ export interface RunContext {
 
 /** Runs the app and keeps it published; resolves with the exit status. */
 export async function runClient(args: ClientArgs, ctx: RunContext): Promise<number> {
-  const { events, logger } = ctx;
+  const { logger } = ctx;
+  const events = endingAtExit(ctx.events, (event) => logger.debug("not printed: the run has exited", { event: event.state }));
   const env = { ...ctx.env };
   const token = env.CONDUCTOR_TOKEN ?? generateToken();
   delete env.CONDUCTOR_TOKEN;
