@@ -65,7 +65,7 @@ const HEAD = 0, BODY_LENGTH = 1, BODY_CHUNKED = 2, BODY_CLOSE = 3, IDLE = 4;
  * How long a spare idle connection is kept, in ms. Each open connection is
  * an SSH channel, and OpenSSH walks every channel on each wake-up on both
  * ends of the tunnel: after a burst, 32 idle channels made every later lone
- * request ~35 % slower until they closed (test/bench/RESULTS.md).
+ * request take about a third longer until they closed (test/bench/RESULTS.md).
  */
 export const SPARE_IDLE_MS = 5000;
 
